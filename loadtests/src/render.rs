@@ -1,0 +1,326 @@
+//! Markdown rendering of the load-test report.
+//!
+//! A pure function of already-loaded results, so the tables and ratios that end up in the
+//! committed RESULTS.md are unit-tested rather than checked by eye.
+
+use std::fmt::Write as _;
+
+use crate::ceiling::CeilingReport;
+use crate::closed::{ClosedLevel, ClosedReport};
+use crate::machine::Machine;
+
+/// Largest embedded batch-statistics document; bigger ones are only linked.
+const MAX_EMBEDDED_STATS: usize = 4000;
+
+/// Everything the markdown is rendered from.
+pub struct ReportInputs {
+    pub machine: Machine,
+    pub commit: String,
+    pub date: String,
+    pub rustc: String,
+    pub ort_version: String,
+    pub raw_dir: String,
+    pub batched: ClosedReport,
+    pub unbatched: ClosedReport,
+    pub ceiling: CeilingReport,
+    /// (file name, contents) of the optional batch-statistics documents.
+    pub stats: Vec<(String, String)>,
+    /// (heading, contents) of the model.toml files the two servers ran with.
+    pub configs: Vec<(String, String)>,
+}
+
+/// `a / b` as "1.23×", or "n/a" when `b` is zero.
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.2}×", a / b)
+    } else {
+        "n/a".to_string()
+    }
+}
+
+/// `a / b` as a percentage ("12.3 %"): ceiling shares are often far below 1×.
+fn percent(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.1} %", 100.0 * a / b)
+    } else {
+        "n/a".to_string()
+    }
+}
+
+fn level_row(out: &mut String, c: usize, config: &str, l: &ClosedLevel) {
+    let _ = writeln!(
+        out,
+        "| {c} | {config} | {:.0} | {:.0} | {:.3} | {:.3} | {} |",
+        l.requests_per_s, l.rows_per_s, l.latency.p50_ms, l.latency.p99_ms, l.error_total
+    );
+}
+
+fn comparison_table(out: &mut String, r: &ReportInputs) {
+    out.push_str("| concurrency | config | req/s | rows/s | p50 ms | p99 ms | errors |\n");
+    out.push_str("|---:|---|---:|---:|---:|---:|---:|\n");
+    for b in &r.batched.levels {
+        let c = b.concurrency;
+        level_row(out, c, "batched", b);
+        let Some(u) = r.unbatched.levels.iter().find(|u| u.concurrency == c) else {
+            continue;
+        };
+        level_row(out, c, "max_batch_size = 1", u);
+        let _ = writeln!(
+            out,
+            "| {c} | **batched / unbatched** | **{}** | **{}** | {} | {} | |",
+            ratio(b.requests_per_s, u.requests_per_s),
+            ratio(b.rows_per_s, u.rows_per_s),
+            ratio(b.latency.p50_ms, u.latency.p50_ms),
+            ratio(b.latency.p99_ms, u.latency.p99_ms),
+        );
+    }
+}
+
+fn ceiling_table(out: &mut String, c: &CeilingReport) {
+    out.push_str("| batch size | runs/s | rows/s | mean ms | p50 ms | p99 ms |\n");
+    out.push_str("|---:|---:|---:|---:|---:|---:|\n");
+    for l in &c.levels {
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {:.0} | {:.4} | {:.4} | {:.4} |",
+            l.batch_size,
+            l.runs_per_s,
+            l.rows_per_s,
+            l.latency.mean_ms,
+            l.latency.p50_ms,
+            l.latency.p99_ms
+        );
+    }
+}
+
+/// The saturation paragraph: the best server throughput over the ceiling it is bounded by.
+fn saturation(out: &mut String, r: &ReportInputs) {
+    let best = |rep: &ClosedReport| {
+        rep.levels
+            .iter()
+            .max_by(|a, b| a.rows_per_s.total_cmp(&b.rows_per_s))
+            .cloned()
+    };
+    // Batch 64 when measured (the committed max_batch_size), else the largest batch.
+    let at = |batch: usize| {
+        let levels = &r.ceiling.levels;
+        levels
+            .iter()
+            .find(|l| l.batch_size == batch)
+            .or_else(|| levels.iter().max_by_key(|l| l.batch_size))
+    };
+    if let (Some(b), Some(ceil)) = (best(&r.batched), at(64)) {
+        let _ = writeln!(
+            out,
+            "- **Server at saturation / ceiling: {}** — best batched throughput {:.0} rows/s \
+             (concurrency {}) over the in-process ceiling at batch {} ({:.0} rows/s).",
+            percent(b.rows_per_s, ceil.rows_per_s),
+            b.rows_per_s,
+            b.concurrency,
+            ceil.batch_size,
+            ceil.rows_per_s
+        );
+    }
+    if let (Some(u), Some(ceil)) = (best(&r.unbatched), at(1)) {
+        let _ = writeln!(
+            out,
+            "- Unbatched server / ceiling at batch {}: {} ({:.0} vs {:.0} rows/s): the per-request \
+             cost of HTTP, JSON and queueing when every request is its own session run.",
+            ceil.batch_size,
+            percent(u.rows_per_s, ceil.rows_per_s),
+            u.rows_per_s,
+            ceil.rows_per_s
+        );
+    }
+}
+
+/// The whole RESULTS.md.
+pub fn render(r: &ReportInputs) -> String {
+    let mut out = String::new();
+    let m = &r.machine;
+    let first = r.batched.levels.first();
+    let (warmup, duration) = first.map_or((0.0, 0.0), |l| (l.warmup_s, l.duration_s));
+    let _ = write!(
+        out,
+        "# Convoy load-test results\n\n\
+         Generated by `loadtests/run.sh` (the `convoy-load report` step); do not edit by hand.\n\
+         Regenerate with `loadtests/run.sh` (a few minutes after the build); \
+         `loadtests/run.sh --quick` is a smoke run that writes to `loadtests/out/` instead.\n\n\
+         ## Machine\n\n\
+         | | |\n|---|---|\n\
+         | CPU | {} ({} logical CPUs) |\n\
+         | Memory | {} |\n\
+         | Kernel | {} |\n\
+         | rustc | {} |\n\
+         | ONNX Runtime | {} (CPU execution provider) |\n\
+         | Commit | `{}` |\n\
+         | Date | {} |\n\n\
+         Client and server share the machine: `convoy-load` runs on one tokio thread, the \
+         server gets the rest.\n\n",
+        m.cpu_model, m.logical_cpus, m.memory, m.kernel, r.rustc, r.ort_version, r.commit, r.date
+    );
+    let _ = write!(
+        out,
+        "## Dynamic batching vs max_batch_size = 1 (closed loop)\n\n\
+         Model `mlp` (FP32 [N,10] → [N,1]), {} row(s) per request, HTTP/1.1 keep-alive, \
+         one connection per client task; {duration} s measured after {warmup} s warm-up \
+         per concurrency level. `batched` serves the committed `models/mlp/model.toml`; \
+         `max_batch_size = 1` serves the same model.onnx without a `[dynamic_batching]` table. \
+         Latency is request send to full response, successful requests only.\n\n",
+        r.batched.rows_per_request
+    );
+    comparison_table(&mut out, r);
+    out.push_str("\n## In-process ceiling (ONNX Runtime alone)\n\n");
+    let _ = write!(
+        out,
+        "One session, {} intra-op thread(s), the same model and runtime library, no HTTP: \
+         each run wraps a pre-filled [batch, {}] buffer, runs the session and reads the output.",
+        r.ceiling.intra_threads, r.ceiling.features
+    );
+    if let Some(err) = r.ceiling.reference_max_abs_err {
+        let _ = write!(out, " Outputs match reference.json to {err:.1e}.");
+    }
+    out.push_str("\n\n");
+    ceiling_table(&mut out, &r.ceiling);
+    out.push_str("\n## Server overhead\n\n");
+    saturation(&mut out, r);
+    if !r.configs.is_empty() {
+        out.push_str("\n## Model configurations\n");
+        for (label, text) in &r.configs {
+            let _ = write!(out, "\n{label}:\n\n```toml\n{}\n```\n", text.trim_end());
+        }
+    }
+    if !r.stats.is_empty() {
+        out.push_str(
+            "\n## Server batch statistics\n\n\
+             `GET /v2/models/mlp/stats` after each closed-loop run (all levels, warm-up included).\n",
+        );
+        for (name, text) in &r.stats {
+            if text.len() <= MAX_EMBEDDED_STATS {
+                let _ = write!(out, "\n`{name}`:\n\n```json\n{}\n```\n", text.trim_end());
+            } else {
+                let _ = writeln!(out, "\n- [`{name}`]({}/{name})", r.raw_dir);
+            }
+        }
+    }
+    let _ = write!(
+        out,
+        "\n## Raw data\n\nThe JSON these tables are rendered from is in [`{0}/`]({0}/).\n",
+        r.raw_dir
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ceiling::CeilingLevel;
+    use crate::stats::LatencySummary;
+
+    fn level(c: usize, rps: f64, p50: f64) -> ClosedLevel {
+        ClosedLevel {
+            concurrency: c,
+            warmup_s: 2.0,
+            duration_s: 10.0,
+            ok: (rps * 10.0) as u64,
+            error_total: 0,
+            errors: Default::default(),
+            requests_per_s: rps,
+            rows_per_s: rps,
+            latency: LatencySummary {
+                count: 1,
+                mean_ms: p50,
+                p50_ms: p50,
+                p90_ms: p50,
+                p99_ms: p50 * 2.0,
+                max_ms: p50 * 3.0,
+            },
+        }
+    }
+
+    fn closed(levels: Vec<ClosedLevel>) -> ClosedReport {
+        ClosedReport {
+            mode: "closed".into(),
+            url: "http://127.0.0.1:1/v2/models/mlp/infer".into(),
+            rows_per_request: 1,
+            client_threads: 1,
+            levels,
+        }
+    }
+
+    fn ceiling_level(batch: usize, rows_per_s: f64) -> CeilingLevel {
+        CeilingLevel {
+            batch_size: batch,
+            duration_s: 1.0,
+            runs: 1,
+            runs_per_s: rows_per_s / batch as f64,
+            rows_per_s,
+            latency: LatencySummary::default(),
+        }
+    }
+
+    fn inputs() -> ReportInputs {
+        ReportInputs {
+            machine: Machine {
+                logical_cpus: 2,
+                cpu_model: "Test CPU".into(),
+                memory: "8.0 GiB".into(),
+                kernel: "6.0".into(),
+            },
+            commit: "abc1234".into(),
+            date: "2025-01-01".into(),
+            rustc: "rustc 1.95.0".into(),
+            ort_version: "1.31.1".into(),
+            raw_dir: "results".into(),
+            batched: closed(vec![level(1, 1000.0, 1.0), level(64, 20000.0, 3.0)]),
+            unbatched: closed(vec![level(1, 1000.0, 1.0), level(64, 5000.0, 12.0)]),
+            ceiling: CeilingReport {
+                mode: "ceiling".into(),
+                model: "m.onnx".into(),
+                ort_lib: "lib.so".into(),
+                intra_threads: 1,
+                features: 10,
+                reference_max_abs_err: Some(1e-7),
+                levels: vec![ceiling_level(1, 100_000.0), ceiling_level(64, 2_000_000.0)],
+            },
+            stats: vec![("stats.json".into(), "{\"batches\": 3}".into())],
+            configs: vec![("batched".into(), "max_batch_size = 64\n".into())],
+        }
+    }
+
+    #[test]
+    fn ratio_formats_and_guards_zero() {
+        assert_eq!(ratio(3.0, 2.0), "1.50×");
+        assert_eq!(ratio(3.0, 0.0), "n/a");
+        assert_eq!(percent(1.0, 8.0), "12.5 %");
+    }
+
+    #[test]
+    fn render_compares_by_concurrency() {
+        let md = render(&inputs());
+        assert!(md.contains("| 64 | batched | 20000 | 20000 | 3.000 | 6.000 | 0 |"));
+        assert!(md.contains("| 64 | max_batch_size = 1 | 5000 | 5000 | 12.000 | 24.000 | 0 |"));
+        assert!(md.contains(
+            "| 64 | **batched / unbatched** | **4.00×** | **4.00×** | 0.25× | 0.25× | |"
+        ));
+        assert!(md.contains("| 1 | **batched / unbatched** | **1.00×** |"));
+    }
+
+    #[test]
+    fn render_reports_saturation_against_batch_64() {
+        let md = render(&inputs());
+        assert!(md.contains("Server at saturation / ceiling: 1.0 %"), "{md}");
+        assert!(md.contains("at batch 64 (2000000 rows/s)"));
+        assert!(md.contains("Unbatched server / ceiling at batch 1: 5.0 %"));
+    }
+
+    #[test]
+    fn render_includes_machine_and_stats() {
+        let md = render(&inputs());
+        assert!(md.contains("| CPU | Test CPU (2 logical CPUs) |"));
+        assert!(md.contains("| ONNX Runtime | 1.31.1 (CPU execution provider) |"));
+        assert!(md.contains("```json\n{\"batches\": 3}\n```"));
+        assert!(md.contains("Outputs match reference.json to 1.0e-7."));
+        assert!(md.contains("batched:\n\n```toml\nmax_batch_size = 64\n```"));
+    }
+}

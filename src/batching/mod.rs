@@ -1,0 +1,84 @@
+//! The dynamic batcher: a bounded queue per model, a scheduler task that forms batches
+//! with the pure [`policy`], and device worker threads that run them.
+//!
+//! ```text
+//! handler ── submit(Entry) ──▶ Queue (bounded, rows) ──▶ scheduler thread ── decide(queue, now)
+//!                                                              │ stack rows (batch.rs)
+//!                                                              ▼ channel (capacity = instances:
+//!                                                      worker threads    one batch prefetched)
+//!                                                              │ Backend::run, split rows
+//!  handler ◀── oneshot(Reply) ◀────────────────────────────────┘
+//! ```
+
+pub mod batch;
+pub mod policy;
+pub mod queue;
+pub mod scheduler;
+pub mod stats;
+
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::tensor::Tensor;
+pub use policy::{Pending, ShapeKey};
+pub use scheduler::Batcher;
+
+/// Errors of the batching layer, as the handler sees them.
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum SchedulerError {
+    #[error("model {model:?}: queue full ({queued} rows waiting, limit {limit}); retry later")]
+    QueueFull {
+        model: String,
+        queued: usize,
+        limit: usize,
+        retry_after: Duration,
+    },
+    #[error("model {model:?} is shutting down and takes no new requests")]
+    ShuttingDown { model: String },
+    /// The batch failed on the device or in assembly; detail was logged.
+    #[error("inference failed")]
+    Internal,
+}
+
+/// What a caller gets back: its own rows of every output, and where time went.
+#[derive(Debug)]
+pub struct Reply {
+    pub outputs: Vec<Tensor>,
+    /// Time from admission to dispatch.
+    pub queue: Duration,
+    /// Time the batch spent in the backend.
+    pub compute: Duration,
+    /// Rows in the batch this request ran in.
+    pub batch_rows: usize,
+}
+
+/// One request waiting in a model's queue.
+#[derive(Debug)]
+pub struct Entry {
+    pub pending: Pending,
+    /// One tensor per model input, in declared order, batch dimension first.
+    pub inputs: Vec<Tensor>,
+    pub reply: oneshot::Sender<Result<Reply, SchedulerError>>,
+}
+
+impl Entry {
+    /// An entry and the receiver its answer arrives on.
+    pub fn new(
+        inputs: Vec<Tensor>,
+        rows: usize,
+        shape: ShapeKey,
+    ) -> (Entry, oneshot::Receiver<Result<Reply, SchedulerError>>) {
+        let (tx, rx) = oneshot::channel();
+        let entry = Entry {
+            pending: Pending {
+                rows,
+                shape,
+                enqueued: std::time::Instant::now(),
+            },
+            inputs,
+            reply: tx,
+        };
+        (entry, rx)
+    }
+}

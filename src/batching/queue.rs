@@ -1,0 +1,181 @@
+//! A model's waiting requests, bounded in rows. Plain data behind a std `Mutex` (never
+//! held across an await): admission and removal are O(1) except for batches that skip
+//! over requests of another shape.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use super::{Entry, SchedulerError};
+
+/// The queue of one model.
+#[derive(Debug)]
+pub struct Queue {
+    model: String,
+    entries: VecDeque<Entry>,
+    /// Rows currently waiting (sum of `entries[i].pending.rows`).
+    rows: usize,
+    /// Admission limit in rows.
+    limit: usize,
+    /// Set at shutdown: admission refuses, the scheduler drains what is left.
+    closed: bool,
+}
+
+impl Queue {
+    pub fn new(model: &str, limit: usize) -> Queue {
+        Queue {
+            model: model.to_string(),
+            entries: VecDeque::new(),
+            rows: 0,
+            limit,
+            closed: false,
+        }
+    }
+
+    /// Admits `entry`, or gives it back with the reason. `drain_per_row` is the
+    /// measured device time per row, used to tell the client when to retry.
+    pub fn push(
+        &mut self,
+        entry: Entry,
+        drain_per_row: Duration,
+    ) -> Result<(), (Entry, SchedulerError)> {
+        if self.closed {
+            let err = SchedulerError::ShuttingDown {
+                model: self.model.clone(),
+            };
+            return Err((entry, err));
+        }
+        if self.rows + entry.pending.rows > self.limit {
+            let err = SchedulerError::QueueFull {
+                model: self.model.clone(),
+                queued: self.rows,
+                limit: self.limit,
+                retry_after: retry_after(self.rows, drain_per_row),
+            };
+            return Err((entry, err));
+        }
+        self.rows += entry.pending.rows;
+        self.entries.push_back(entry);
+        Ok(())
+    }
+
+    /// Removes and returns the entries at `positions` (ascending), keeping the order of
+    /// the rest.
+    pub fn take(&mut self, positions: &[usize]) -> Vec<Entry> {
+        let taken: Vec<Entry> = if positions.iter().enumerate().all(|(k, &p)| k == p) {
+            self.entries.drain(..positions.len()).collect()
+        } else {
+            let mut taken = Vec::with_capacity(positions.len());
+            let mut keep = VecDeque::with_capacity(self.entries.len() - positions.len());
+            let mut next = positions.iter().peekable();
+            for (i, e) in self.entries.drain(..).enumerate() {
+                if next.peek() == Some(&&i) {
+                    next.next();
+                    taken.push(e);
+                } else {
+                    keep.push_back(e);
+                }
+            }
+            self.entries = keep;
+            taken
+        };
+        self.rows -= taken.iter().map(|e| e.pending.rows).sum::<usize>();
+        taken
+    }
+
+    /// The waiting requests as the policy sees them, oldest first.
+    pub fn pending(&self) -> impl Iterator<Item = &super::Pending> {
+        self.entries.iter().map(|e| &e.pending)
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn close(&mut self) {
+        self.closed = true;
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+}
+
+/// How long until `queued` rows drain at `per_row` each: whole seconds in 1..=60 (the
+/// unit of `Retry-After`), 1 s when nothing has been measured yet.
+pub fn retry_after(queued: usize, per_row: Duration) -> Duration {
+    let secs = per_row.as_secs_f64() * queued as f64;
+    Duration::from_secs(secs.ceil().clamp(1.0, 60.0) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::{Tensor, TensorData};
+
+    fn entry(rows: usize) -> Entry {
+        let t = Tensor {
+            shape: vec![rows, 1],
+            data: TensorData::F32(vec![rows as f32; rows]),
+        };
+        Entry::new(vec![t], rows, vec![1].into_boxed_slice()).0
+    }
+
+    #[test]
+    fn admission_is_bounded_in_rows() {
+        let mut q = Queue::new("m", 5);
+        assert!(q.push(entry(3), Duration::ZERO).is_ok());
+        assert!(q.push(entry(2), Duration::ZERO).is_ok());
+        let (_, err) = q.push(entry(1), Duration::from_millis(300)).unwrap_err();
+        assert_eq!(
+            err,
+            SchedulerError::QueueFull {
+                model: "m".into(),
+                queued: 5,
+                limit: 5,
+                retry_after: Duration::from_secs(2)
+            }
+        );
+        assert_eq!(q.rows(), 5);
+    }
+
+    #[test]
+    fn take_keeps_the_order_of_the_rest() {
+        let mut q = Queue::new("m", 100);
+        for rows in 1..=5 {
+            q.push(entry(rows), Duration::ZERO).unwrap();
+        }
+        let taken: Vec<usize> = q.take(&[1, 3]).iter().map(|e| e.pending.rows).collect();
+        assert_eq!(taken, vec![2, 4]);
+        let rest: Vec<usize> = q.pending().map(|p| p.rows).collect();
+        assert_eq!(rest, vec![1, 3, 5]);
+        assert_eq!(q.rows(), 9);
+        let taken: Vec<usize> = q.take(&[0, 1]).iter().map(|e| e.pending.rows).collect();
+        assert_eq!(taken, vec![1, 3]);
+        assert_eq!(q.rows(), 5);
+    }
+
+    #[test]
+    fn closed_queue_refuses() {
+        let mut q = Queue::new("m", 100);
+        q.close();
+        let (_, err) = q.push(entry(1), Duration::ZERO).unwrap_err();
+        assert!(matches!(err, SchedulerError::ShuttingDown { .. }));
+    }
+
+    #[test]
+    fn retry_after_is_whole_seconds_within_bounds() {
+        assert_eq!(retry_after(0, Duration::ZERO), Duration::from_secs(1));
+        assert_eq!(
+            retry_after(10_000, Duration::from_millis(1)),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            retry_after(1 << 30, Duration::from_secs(1)),
+            Duration::from_secs(60)
+        );
+    }
+}

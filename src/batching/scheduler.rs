@@ -1,0 +1,367 @@
+//! The actor around a model's queue: a scheduler thread forms batches with the pure
+//! policy, worker threads run them on a [`Backend`], one session each.
+//!
+//! The scheduler is a thread rather than a tokio task because batch windows are often
+//! below a millisecond, and tokio's timer rounds up to whole milliseconds; a condvar
+//! wait is precise to tens of microseconds.
+//!
+//! Prefetch: a worker slot is reserved *before* the scheduler decides. There are as many
+//! slots as batches that can be handed over without a worker taking them (one per
+//! instance), so while every worker is busy one batch per instance is formed and
+//! waiting, and the queue keeps growing into the next (larger) batch instead of being
+//! cut early.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use super::batch::{split, stack};
+use super::policy::{decide, Decision};
+use super::queue::Queue;
+use super::stats::ModelStats;
+use super::{Entry, Reply, SchedulerError};
+use crate::backend::Backend;
+use crate::metrics;
+use crate::repository::config::BatchingConfig;
+use crate::tensor::Tensor;
+
+/// State shared by the handle, the scheduler thread and the workers of one model.
+struct Shared {
+    model: String,
+    cfg: BatchingConfig,
+    /// Waiting requests. Held only for admission and for one decision, never across I/O.
+    queue: Mutex<Queue>,
+    /// Signalled on admission and on shutdown; the scheduler waits on it.
+    arrived: Condvar,
+    /// Hand-over slots free (see the module doc), and the condvar the scheduler waits on.
+    slots: Mutex<usize>,
+    slot_freed: Condvar,
+    stats: Arc<ModelStats>,
+}
+
+/// A handle on one model's batcher. Cheap to clone.
+#[derive(Clone)]
+pub struct Batcher {
+    shared: Arc<Shared>,
+}
+
+/// A formed batch on its way to a worker.
+struct Batch {
+    inputs: Vec<Tensor>,
+    members: Vec<Member>,
+}
+
+/// One request inside a batch.
+struct Member {
+    rows: usize,
+    queue_wait: Duration,
+    reply: tokio::sync::oneshot::Sender<Result<Reply, SchedulerError>>,
+}
+
+impl Batcher {
+    /// Starts the scheduler thread and one worker thread per backend.
+    pub fn start<B: Backend>(model: &str, cfg: BatchingConfig, backends: Vec<B>) -> Batcher {
+        let instances = backends.len().max(1);
+        let shared = Arc::new(Shared {
+            model: model.to_string(),
+            queue: Mutex::new(Queue::new(model, cfg.max_queue_rows)),
+            cfg,
+            arrived: Condvar::new(),
+            slots: Mutex::new(instances),
+            slot_freed: Condvar::new(),
+            stats: Arc::new(ModelStats::default()),
+        });
+        let (tx, rx) = sync_channel::<Batch>(instances);
+        let rx = Arc::new(Mutex::new(rx));
+        for (instance, backend) in backends.into_iter().enumerate() {
+            let rx = rx.clone();
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name(format!("convoy-{model}-{instance}"))
+                .spawn(move || worker_loop(backend, rx, shared))
+                .expect("spawning a worker thread");
+        }
+        let sched = shared.clone();
+        std::thread::Builder::new()
+            .name(format!("convoy-{model}-sched"))
+            .spawn(move || scheduler_loop(sched, tx))
+            .expect("spawning the scheduler thread");
+        metrics::queue_depth(model, 0);
+        Batcher { shared }
+    }
+
+    /// Queues `entry`; its answer arrives on the receiver made with it.
+    pub fn submit(&self, entry: Entry) -> Result<(), SchedulerError> {
+        let per_row = self.shared.stats.time_per_row();
+        let rows = {
+            let mut q = self.shared.queue.lock().expect("queue lock");
+            q.push(entry, per_row).map_err(|(_, e)| e)?;
+            q.rows()
+        };
+        metrics::queue_depth(&self.shared.model, rows);
+        self.shared.arrived.notify_one();
+        Ok(())
+    }
+
+    /// Refuses new requests; what is queued still runs, then the threads stop.
+    pub fn shutdown(&self) {
+        self.shared.queue.lock().expect("queue lock").close();
+        self.shared.arrived.notify_one();
+    }
+
+    pub fn stats(&self) -> &ModelStats {
+        &self.shared.stats
+    }
+
+    /// Rows waiting right now.
+    pub fn queued_rows(&self) -> usize {
+        self.shared.queue.lock().expect("queue lock").rows()
+    }
+}
+
+/// Forms batches until the queue is closed and empty, then drops the channel so the
+/// workers finish.
+fn scheduler_loop(shared: Arc<Shared>, tx: SyncSender<Batch>) {
+    loop {
+        // Wait for a free hand-over slot first: see the module doc (prefetch).
+        {
+            let mut free = shared.slots.lock().expect("slots lock");
+            while *free == 0 {
+                free = shared.slot_freed.wait(free).expect("slots lock");
+            }
+            *free -= 1;
+        }
+        let Some(entries) = next_batch(&shared) else {
+            return;
+        };
+        match assemble(&shared, entries) {
+            Some(batch) => {
+                if tx.send(batch).is_err() {
+                    return;
+                }
+            }
+            // Nothing to send (every client left): give the slot back.
+            None => *shared.slots.lock().expect("slots lock") += 1,
+        }
+    }
+}
+
+/// Blocks until the policy dispatches; `None` once the queue is closed and empty.
+fn next_batch(shared: &Shared) -> Option<Vec<Entry>> {
+    let mut q = shared.queue.lock().expect("queue lock");
+    loop {
+        if q.is_closed() && q.is_empty() {
+            return None;
+        }
+        // Draining at shutdown: nobody else is coming, do not wait for company.
+        let now = if q.is_closed() {
+            Instant::now() + shared.cfg.max_queue_delay
+        } else {
+            Instant::now()
+        };
+        match decide(q.pending(), now, &shared.cfg) {
+            Decision::Dispatch(positions) => {
+                let taken = q.take(&positions);
+                metrics::queue_depth(&shared.model, q.rows());
+                return Some(taken);
+            }
+            Decision::Wait(d) => q = shared.arrived.wait_timeout(q, d).expect("queue lock").0,
+            Decision::Idle => q = shared.arrived.wait(q).expect("queue lock"),
+        }
+    }
+}
+
+/// Drops entries whose client has gone, then stacks the rest into one batch.
+fn assemble(shared: &Shared, entries: Vec<Entry>) -> Option<Batch> {
+    let dispatched = Instant::now();
+    let (live, gone): (Vec<Entry>, Vec<Entry>) =
+        entries.into_iter().partition(|e| !e.reply.is_closed());
+    if !gone.is_empty() {
+        shared.stats.record_cancelled(gone.len());
+        metrics::cancelled(&shared.model, gone.len());
+    }
+    if live.is_empty() {
+        return None;
+    }
+    let refs: Vec<&[Tensor]> = live.iter().map(|e| e.inputs.as_slice()).collect();
+    let inputs = match stack(&refs) {
+        Ok(inputs) => inputs,
+        Err(e) => {
+            tracing::error!(model = %shared.model, error = %e, "batch assembly failed");
+            for entry in live {
+                let _ = entry.reply.send(Err(SchedulerError::Internal));
+            }
+            return None;
+        }
+    };
+    let members = live
+        .into_iter()
+        .map(|e| Member {
+            rows: e.pending.rows,
+            queue_wait: dispatched.saturating_duration_since(e.pending.enqueued),
+            reply: e.reply,
+        })
+        .collect();
+    Some(Batch { inputs, members })
+}
+
+/// A device worker: takes batches until the channel closes. A failing or panicking run
+/// fails only that batch's requests; the worker goes on with the next batch.
+fn worker_loop<B: Backend>(mut backend: B, rx: Arc<Mutex<Receiver<Batch>>>, shared: Arc<Shared>) {
+    loop {
+        let next = rx.lock().expect("worker channel lock").recv();
+        let Ok(batch) = next else {
+            return;
+        };
+        *shared.slots.lock().expect("slots lock") += 1;
+        shared.slot_freed.notify_one();
+        let rows: Vec<usize> = batch.members.iter().map(|m| m.rows).collect();
+        let total: usize = rows.iter().sum();
+        let started = Instant::now();
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| backend.run(batch.inputs)));
+        let compute = started.elapsed();
+        let pieces = match result {
+            Ok(Ok(outputs)) => split(outputs, &rows).map_err(|e| e.to_string()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("the backend panicked".to_string()),
+        };
+        let waits: Vec<Duration> = batch.members.iter().map(|m| m.queue_wait).collect();
+        shared
+            .stats
+            .record_batch(total, batch.members.len(), compute, &waits);
+        metrics::batch(&shared.model, total, compute, &waits);
+        match pieces {
+            Ok(pieces) => {
+                for (member, outputs) in batch.members.into_iter().zip(pieces) {
+                    let _ = member.reply.send(Ok(Reply {
+                        outputs,
+                        queue: member.queue_wait,
+                        compute,
+                        batch_rows: total,
+                    }));
+                }
+            }
+            Err(reason) => {
+                tracing::error!(model = %shared.model, rows = total, error = %reason, "batch failed");
+                for member in batch.members {
+                    let _ = member.reply.send(Err(SchedulerError::Internal));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::BackendError;
+    use crate::tensor::TensorData;
+
+    /// Doubles every input element; fails on a batch whose first element is negative,
+    /// and panics on NaN — to show one bad batch does not take the worker down.
+    struct Doubler;
+
+    impl Backend for Doubler {
+        fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, BackendError> {
+            let t = &inputs[0];
+            let TensorData::F32(v) = &t.data else {
+                return Err(BackendError::Run("want FP32".into()));
+            };
+            if v[0].is_nan() {
+                panic!("NaN");
+            }
+            if v[0] < 0.0 {
+                return Err(BackendError::Run("negative".into()));
+            }
+            Ok(vec![Tensor {
+                shape: t.shape.clone(),
+                data: TensorData::F32(v.iter().map(|x| x * 2.0).collect()),
+            }])
+        }
+    }
+
+    fn cfg(max: usize, delay_ms: u64) -> BatchingConfig {
+        BatchingConfig {
+            max_batch_size: max,
+            dynamic: true,
+            max_queue_delay: Duration::from_millis(delay_ms),
+            preferred_batch_sizes: vec![],
+            max_queue_rows: 1000,
+        }
+    }
+
+    fn request(
+        b: &Batcher,
+        value: f32,
+    ) -> tokio::sync::oneshot::Receiver<Result<Reply, SchedulerError>> {
+        let t = Tensor {
+            shape: vec![1, 2],
+            data: TensorData::F32(vec![value, value + 0.5]),
+        };
+        let (entry, rx) = Entry::new(vec![t], 1, vec![2].into_boxed_slice());
+        b.submit(entry).unwrap();
+        rx
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_share_batches_and_get_their_own_rows() {
+        let b = Batcher::start("m", cfg(8, 20), vec![Doubler]);
+        let rxs: Vec<_> = (0..8).map(|i| request(&b, i as f32)).collect();
+        for (i, rx) in rxs.into_iter().enumerate() {
+            let reply = rx.await.unwrap().unwrap();
+            let x = i as f32;
+            assert_eq!(
+                reply.outputs[0].data,
+                TensorData::F32(vec![2.0 * x, 2.0 * x + 1.0])
+            );
+            assert_eq!(reply.batch_rows, 8);
+        }
+        assert_eq!(b.stats().snapshot().execution_count, 1);
+    }
+
+    #[tokio::test]
+    async fn a_failing_or_panicking_batch_fails_alone() {
+        let b = Batcher::start("m", cfg(1, 0), vec![Doubler]);
+        let bad = request(&b, -1.0);
+        assert_eq!(bad.await.unwrap().unwrap_err(), SchedulerError::Internal);
+        let boom = request(&b, f32::NAN);
+        assert_eq!(boom.await.unwrap().unwrap_err(), SchedulerError::Internal);
+        let good = request(&b, 1.0).await.unwrap().unwrap();
+        assert_eq!(good.outputs[0].data, TensorData::F32(vec![2.0, 3.0]));
+    }
+
+    #[tokio::test]
+    async fn shutdown_drains_then_refuses() {
+        let b = Batcher::start("m", cfg(8, 10_000), vec![Doubler]);
+        let rx = request(&b, 3.0);
+        b.shutdown();
+        // Queued before shutdown: still answered, without waiting out the 10 s delay.
+        let reply = tokio::time::timeout(Duration::from_secs(5), rx)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(reply.outputs[0].data, TensorData::F32(vec![6.0, 7.0]));
+        let t = Tensor {
+            shape: vec![1, 2],
+            data: TensorData::F32(vec![0.0, 0.0]),
+        };
+        let (entry, _rx) = Entry::new(vec![t], 1, vec![2].into_boxed_slice());
+        assert!(matches!(
+            b.submit(entry),
+            Err(SchedulerError::ShuttingDown { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn entries_whose_client_left_are_dropped_and_counted() {
+        let b = Batcher::start("m", cfg(8, 30), vec![Doubler]);
+        let gone = request(&b, 1.0);
+        drop(gone);
+        let kept = request(&b, 2.0);
+        let reply = kept.await.unwrap().unwrap();
+        assert_eq!(reply.batch_rows, 1);
+        assert_eq!(b.stats().snapshot().cancelled, 1);
+    }
+}

@@ -1,0 +1,101 @@
+//! Command line and environment: every flag of `convoy serve` also reads `CONVOY_*`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::backend::Device;
+
+/// Convoy: an HTTP/JSON model server with dynamic batching over ONNX Runtime.
+#[derive(Debug, Parser)]
+#[command(name = "convoy", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the model repository over the KServe v2 (Open Inference) protocol.
+    Serve(ServeConfig),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Everything `convoy serve` needs. Defaults serve the shipped `models/` on port 8000.
+#[derive(Clone, Debug, Parser)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    #[arg(long, env = "CONVOY_HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+
+    /// HTTP port (8000, as Triton's).
+    #[arg(long, env = "CONVOY_PORT", default_value_t = 8000)]
+    pub port: u16,
+
+    /// Folder with one `<name>/model.toml` per model.
+    #[arg(long, env = "CONVOY_MODEL_REPOSITORY", default_value = "models")]
+    pub model_repository: PathBuf,
+
+    /// Where models run: auto (CUDA if usable, else CPU), cpu, cuda or cuda:N.
+    #[arg(long, env = "CONVOY_DEVICE", default_value = "auto")]
+    pub device: Device,
+
+    /// ONNX Runtime shared library. Default: $ORT_DYLIB_PATH, else
+    /// .ort/cpu/libonnxruntime.so (made by `deploy/setup.sh`).
+    #[arg(long, env = "CONVOY_ORT_LIB")]
+    pub ort_lib: Option<PathBuf>,
+
+    /// ONNX Runtime intra-op threads per session, for models that do not set their own
+    /// (0 = ONNX Runtime's default: one per core).
+    #[arg(long, env = "CONVOY_INTRA_OP_THREADS", default_value_t = 1)]
+    pub intra_op_threads: usize,
+
+    /// Largest request body accepted, in bytes (larger: 413).
+    #[arg(long, env = "CONVOY_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Seconds to finish in-flight requests after SIGTERM/Ctrl-C before exiting.
+    #[arg(long, env = "CONVOY_SHUTDOWN_TIMEOUT_S", default_value_t = 30)]
+    pub shutdown_timeout_s: u64,
+
+    /// Log format.
+    #[arg(long, env = "CONVOY_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl ServeConfig {
+    /// A configuration with every default, for embedding and tests.
+    pub fn defaults() -> ServeConfig {
+        ServeConfig::parse_from(["serve"])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_parse_and_validate() {
+        let cli = Cli::try_parse_from(["convoy", "serve", "--port", "9000", "--device", "cuda:1"])
+            .unwrap();
+        let Command::Serve(c) = cli.command;
+        assert_eq!(c.port, 9000);
+        assert_eq!(c.device, Device::Cuda(1));
+        let err = Cli::try_parse_from(["convoy", "serve", "--device", "tpu"]).unwrap_err();
+        assert!(err.to_string().contains("tpu"));
+    }
+
+    #[test]
+    fn defaults_serve_the_shipped_repository() {
+        let c = ServeConfig::defaults();
+        assert_eq!(c.port, 8000);
+        assert_eq!(c.model_repository, PathBuf::from("models"));
+        assert_eq!(c.device, Device::Auto);
+    }
+}

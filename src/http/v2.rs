@@ -1,0 +1,452 @@
+//! Open Inference Protocol (KServe v2) handlers, with Triton's `config` and `stats`
+//! extensions that its clients and perf_analyzer read.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Map, Value};
+
+use super::decode::decode_inputs;
+use super::dto::*;
+use super::encode::{self, Selected, HEADER_LENGTH};
+use super::AppState;
+use crate::batching::Entry;
+use crate::error::ApiError;
+use crate::metrics;
+use crate::repository::{Model, ModelState, TensorSpec};
+
+pub async fn server_metadata(State(st): State<AppState>) -> Json<ServerMetadataResponse> {
+    let mut models = Map::new();
+    for (name, state) in &st.repo.models {
+        let device = match state {
+            ModelState::Ready(m) => m.device.to_string(),
+            ModelState::Failed { .. } => "unavailable".to_string(),
+        };
+        models.insert(name.clone(), Value::from(device));
+    }
+    Json(ServerMetadataResponse {
+        name: "convoy",
+        version: env!("CARGO_PKG_VERSION"),
+        extensions: vec!["binary_tensor_data", "statistics", "model_configuration"],
+        device: DeviceInfo {
+            requested: st.device_requested.clone(),
+            cuda_available: st.cuda_available,
+            ort_library: st.ort_library.clone(),
+            models,
+        },
+    })
+}
+
+pub async fn live() -> Json<LiveResponse> {
+    Json(LiveResponse { live: true })
+}
+
+pub async fn ready(State(st): State<AppState>) -> Response {
+    let ready = !st.is_shutting_down() && st.repo.all_ready();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(ReadyResponse { ready })).into_response()
+}
+
+/// Finds a model by name (and version when given): 404 when unknown, 503 when it failed
+/// to load.
+fn lookup(st: &AppState, name: &str, version: Option<&str>) -> Result<Arc<Model>, ApiError> {
+    let state = st.repo.models.get(name).ok_or_else(|| {
+        let known: Vec<&str> = st.repo.models.keys().map(String::as_str).collect();
+        ApiError::NotFound(format!(
+            "model {name:?} not found (models: {})",
+            known.join(", ")
+        ))
+    })?;
+    let config = match state {
+        ModelState::Ready(m) => &m.config,
+        ModelState::Failed { config, .. } => config,
+    };
+    if let Some(v) = version {
+        if v != config.version {
+            return Err(ApiError::NotFound(format!(
+                "model {name:?} has no version {v:?} (versions: {:?})",
+                config.version
+            )));
+        }
+    }
+    match state {
+        ModelState::Ready(m) => Ok(m.clone()),
+        ModelState::Failed { .. } => Err(ApiError::Unavailable(format!(
+            "model {name:?} failed to load and is not serving; see the server log"
+        ))),
+    }
+}
+
+fn tensor_metadata(specs: &[TensorSpec]) -> Vec<TensorMetadata> {
+    specs
+        .iter()
+        .map(|s| TensorMetadata {
+            name: s.name.clone(),
+            datatype: s.datatype.as_str(),
+            shape: std::iter::once(-1).chain(s.dims.iter().copied()).collect(),
+        })
+        .collect()
+}
+
+fn metadata(m: &Model) -> ModelMetadataResponse {
+    ModelMetadataResponse {
+        name: m.config.name.clone(),
+        versions: vec![m.config.version.clone()],
+        platform: m.config.platform.clone(),
+        inputs: tensor_metadata(&m.config.inputs),
+        outputs: tensor_metadata(&m.config.outputs),
+    }
+}
+
+pub async fn model_metadata(
+    State(st): State<AppState>,
+    Path(model): Path<String>,
+) -> Result<Json<ModelMetadataResponse>, ApiError> {
+    Ok(Json(metadata(&*lookup(&st, &model, None)?)))
+}
+
+pub async fn version_metadata(
+    State(st): State<AppState>,
+    Path((model, version)): Path<(String, String)>,
+) -> Result<Json<ModelMetadataResponse>, ApiError> {
+    Ok(Json(metadata(&*lookup(&st, &model, Some(&version))?)))
+}
+
+fn readiness(st: &AppState, model: &str, version: Option<&str>) -> Result<Response, ApiError> {
+    match lookup(st, model, version) {
+        Ok(_) if !st.is_shutting_down() => Ok(Json(ReadyResponse { ready: true }).into_response()),
+        Ok(_) | Err(ApiError::Unavailable(_)) => Ok((
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(ReadyResponse { ready: false }),
+        )
+            .into_response()),
+        Err(e) => Err(e),
+    }
+}
+
+pub async fn model_ready(
+    State(st): State<AppState>,
+    Path(model): Path<String>,
+) -> Result<Response, ApiError> {
+    readiness(&st, &model, None)
+}
+
+pub async fn version_ready(
+    State(st): State<AppState>,
+    Path((model, version)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    readiness(&st, &model, Some(&version))
+}
+
+/// Triton's model configuration JSON (int64 fields as strings, as Triton writes them).
+fn triton_config(m: &Model) -> Value {
+    let c = &m.config;
+    let tensors = |specs: &[TensorSpec]| -> Vec<Value> {
+        specs
+            .iter()
+            .map(|s| {
+                json!({
+                    "name": s.name,
+                    "data_type": s.datatype.triton_name(),
+                    "dims": s.dims.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+                })
+            })
+            .collect()
+    };
+    let kind = if matches!(m.device, crate::backend::Device::Cuda(_)) {
+        "KIND_GPU"
+    } else {
+        "KIND_CPU"
+    };
+    let mut config = json!({
+        "name": c.name,
+        "platform": c.platform,
+        "backend": "onnxruntime",
+        "version_policy": {"latest": {"num_versions": 1}},
+        "max_batch_size": c.batching.max_batch_size,
+        "input": tensors(&c.inputs),
+        "output": tensors(&c.outputs),
+        "instance_group": [{"name": c.name, "kind": kind, "count": c.instances.count}],
+    });
+    if c.batching.dynamic {
+        config["dynamic_batching"] = json!({
+            "preferred_batch_size": c.batching.preferred_batch_sizes,
+            "max_queue_delay_microseconds": c.batching.max_queue_delay.as_micros().to_string(),
+            "default_queue_policy": {"max_queue_size": c.batching.max_queue_rows},
+        });
+    }
+    config
+}
+
+pub async fn model_config(
+    State(st): State<AppState>,
+    Path(model): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(triton_config(&*lookup(&st, &model, None)?)))
+}
+
+pub async fn version_config(
+    State(st): State<AppState>,
+    Path((model, version)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(triton_config(&*lookup(&st, &model, Some(&version))?)))
+}
+
+/// One model's entry in Triton's statistics format, plus Convoy's own fields.
+fn model_stats_json(m: &Model) -> Value {
+    let s = m.batcher.stats().snapshot();
+    let zero = json!({"count": 0, "ns": 0});
+    let batch_stats: Vec<Value> = s
+        .batch_sizes
+        .iter()
+        .map(|(size, d)| {
+            json!({
+                "batch_size": size,
+                "compute_input": {"count": d.count, "ns": 0},
+                "compute_infer": d,
+                "compute_output": {"count": d.count, "ns": 0},
+            })
+        })
+        .collect();
+    json!({
+        "name": m.config.name,
+        "version": m.config.version,
+        "inference_count": s.inference_count,
+        "execution_count": s.execution_count,
+        "inference_stats": {
+            "success": s.success,
+            "fail": s.fail,
+            "queue": s.queue,
+            "compute_input": zero,
+            "compute_infer": s.compute_infer,
+            "compute_output": zero,
+        },
+        "batch_stats": batch_stats,
+        "convoy": {
+            "cancelled": s.cancelled,
+            "queued_rows": m.batcher.queued_rows(),
+        },
+    })
+}
+
+pub async fn model_stats(
+    State(st): State<AppState>,
+    Path(model): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let m = lookup(&st, &model, None)?;
+    Ok(Json(json!({"model_stats": [model_stats_json(&m)]})))
+}
+
+pub async fn version_stats(
+    State(st): State<AppState>,
+    Path((model, version)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let m = lookup(&st, &model, Some(&version))?;
+    Ok(Json(json!({"model_stats": [model_stats_json(&m)]})))
+}
+
+pub async fn all_stats(State(st): State<AppState>) -> Json<Value> {
+    let stats: Vec<Value> = st
+        .repo
+        .models
+        .values()
+        .filter_map(|s| match s {
+            ModelState::Ready(m) => Some(model_stats_json(m)),
+            ModelState::Failed { .. } => None,
+        })
+        .collect();
+    Json(json!({"model_stats": stats}))
+}
+
+pub async fn metrics(State(st): State<AppState>) -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        st.metrics.render(),
+    )
+        .into_response()
+}
+
+pub async fn infer(
+    State(st): State<AppState>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    infer_counted(st, model, None, headers, body).await
+}
+
+pub async fn version_infer(
+    State(st): State<AppState>,
+    Path((model, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    infer_counted(st, model, Some(version), headers, body).await
+}
+
+/// Runs one inference and records its outcome in metrics and the model's stats.
+async fn infer_counted(
+    st: AppState,
+    model: String,
+    version: Option<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let result = infer_inner(&st, &model, version.as_deref(), &headers, body).await;
+    let elapsed = started.elapsed();
+    let known = st.repo.ready(&model);
+    // Only names of served models become label values: cardinality stays bounded.
+    let label = if known.is_some() {
+        model.as_str()
+    } else {
+        "unknown"
+    };
+    match result {
+        Ok(response) => {
+            metrics::request(label, "success", elapsed);
+            if let Some(m) = known {
+                m.batcher.stats().record_request(true, elapsed);
+            }
+            response
+        }
+        Err(e) => {
+            metrics::request(label, e.kind(), elapsed);
+            if let (Some(m), true) = (known, e.status().is_server_error()) {
+                m.batcher.stats().record_request(false, elapsed);
+            }
+            e.into_response()
+        }
+    }
+}
+
+/// Splits a body into its JSON part and the binary data after it.
+fn split_body<'a>(headers: &HeaderMap, body: &'a [u8]) -> Result<(&'a [u8], &'a [u8]), ApiError> {
+    let Some(v) = headers.get(HEADER_LENGTH) else {
+        return Ok((body, &[]));
+    };
+    let n: usize = v
+        .to_str()
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "header {HEADER_LENGTH}: expected a byte count, got {v:?}"
+            ))
+        })?;
+    if n > body.len() {
+        return Err(ApiError::BadRequest(format!(
+            "header {HEADER_LENGTH}: {n} exceeds the body's {} bytes",
+            body.len()
+        )));
+    }
+    Ok(body.split_at(n))
+}
+
+fn flag(params: Option<&Map<String, Value>>, key: &str) -> Option<bool> {
+    params.and_then(|p| p.get(key)).and_then(Value::as_bool)
+}
+
+async fn infer_inner(
+    st: &AppState,
+    model: &str,
+    version: Option<&str>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    if st.is_shutting_down() {
+        return Err(ApiError::Unavailable("server is shutting down".into()));
+    }
+    let m = lookup(st, model, version)?;
+    let body = body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!(
+            "request body exceeds the limit of {} bytes (--max-body-bytes)",
+            st.max_body_bytes
+        )),
+        _ => ApiError::BadRequest(format!("request body: {e}")),
+    })?;
+    let (json_part, binary) = split_body(headers, &body)?;
+    let request: InferRequest = serde_json::from_slice(json_part)
+        .map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")))?;
+
+    // Which outputs, and in which encoding: decided before queueing, so a bad name
+    // costs no device time.
+    let binary_default = flag(request.parameters.as_ref(), "binary_data_output").unwrap_or(false);
+    let wanted: Vec<(usize, bool)> = match &request.outputs {
+        None => (0..m.config.outputs.len())
+            .map(|k| (k, binary_default))
+            .collect(),
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                let k = m
+                    .config
+                    .outputs
+                    .iter()
+                    .position(|s| s.name == o.name)
+                    .ok_or_else(|| {
+                        let names: Vec<&str> =
+                            m.config.outputs.iter().map(|s| s.name.as_str()).collect();
+                        ApiError::Unprocessable(format!(
+                        "outputs[{i}].name: model {model:?} has no output {:?} (its outputs: {})",
+                        o.name,
+                        names.join(", ")
+                    ))
+                    })?;
+                Ok((
+                    k,
+                    flag(o.parameters.as_ref(), "binary_data").unwrap_or(binary_default),
+                ))
+            })
+            .collect::<Result<_, ApiError>>()?,
+    };
+
+    let valid = decode_inputs(
+        model,
+        request.inputs,
+        &m.config.inputs,
+        m.config.batching.max_batch_size,
+        binary,
+    )?;
+    let (entry, rx) = Entry::new(valid.tensors, valid.rows, valid.shape_key);
+    m.batcher.submit(entry)?;
+    let mut reply = rx.await.map_err(|_| ApiError::Internal)??;
+
+    // Move each output out at its last use; clone only for an output asked twice.
+    let mut pool: Vec<Option<crate::tensor::Tensor>> = reply.outputs.drain(..).map(Some).collect();
+    let mut selected = Vec::with_capacity(wanted.len());
+    for (i, &(k, binary)) in wanted.iter().enumerate() {
+        let used_again = wanted[i + 1..].iter().any(|&(j, _)| j == k);
+        let tensor = if used_again {
+            pool[k].clone()
+        } else {
+            pool[k].take()
+        };
+        selected.push(Selected {
+            name: m.config.outputs[k].name.clone(),
+            tensor: tensor.ok_or(ApiError::Internal)?,
+            binary,
+        });
+    }
+    Ok(encode::response(
+        &m.config.name,
+        &m.config.version,
+        request.id,
+        selected,
+        &reply,
+    ))
+}

@@ -1,0 +1,121 @@
+//! Convoy: an HTTP/JSON model-serving server. Requests arrive one at a time; the
+//! batcher turns them into batches for ONNX Runtime and hands each caller its own rows.
+//! See ARCHITECTURE.md in the design folder for the map; `run` is the whole server.
+
+pub mod backend;
+pub mod batching;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod repository;
+pub mod tensor;
+
+use std::future::{Future, IntoFuture};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::backend::ort::{resolve_library, Runtime};
+use crate::config::ServeConfig;
+use crate::http::{router, AppState};
+use crate::repository::{LoadOptions, Repository};
+
+/// Loads ONNX Runtime and the model repository: everything before the first request.
+pub fn prepare(config: &ServeConfig) -> anyhow::Result<AppState> {
+    let library = resolve_library(config.ort_lib.as_deref());
+    let runtime = Runtime::init(&library)?;
+    let opts = LoadOptions {
+        device: config.device,
+        intra_op_threads: config.intra_op_threads,
+    };
+    let repo = Repository::load(&config.model_repository, runtime, &opts).with_context(|| {
+        format!(
+            "loading the model repository {}",
+            config.model_repository.display()
+        )
+    })?;
+    Ok(AppState {
+        repo: Arc::new(repo),
+        metrics: metrics::install(),
+        shutting_down: Arc::new(AtomicBool::new(false)),
+        device_requested: config.device.to_string(),
+        ort_library: runtime.library.display().to_string(),
+        cuda_available: runtime.cuda_available,
+        max_body_bytes: config.max_body_bytes,
+    })
+}
+
+/// Serves `state` on `listener` until `shutdown` resolves, then drains: readiness turns
+/// false, new requests get 503, queued ones finish, within `shutdown_timeout`.
+pub async fn serve(
+    state: AppState,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    shutdown_timeout: Duration,
+) -> anyhow::Result<()> {
+    let app = router(state.clone());
+    let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+    let flag = state.shutting_down.clone();
+    let repo = state.repo.clone();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: draining in-flight requests");
+        flag.store(true, Ordering::Relaxed);
+        repo.shutdown();
+        let _ = drained_tx.send(());
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(signal);
+    let mut server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        result = &mut server => result.context("HTTP server")?,
+        _ = async {
+            let _ = drained_rx.await;
+            tokio::time::sleep(shutdown_timeout).await;
+        } => {
+            tracing::warn!(timeout = ?shutdown_timeout, "drain timed out; exiting with requests in flight");
+        }
+    }
+    Ok(())
+}
+
+/// `convoy serve`: prepare, bind, serve until SIGTERM or Ctrl-C.
+pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
+    let state = prepare(&config)?;
+    let addr = std::net::SocketAddr::new(config.host, config.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))?;
+    tracing::info!(%addr, models = state.repo.models.len(), "convoy listening");
+    serve(
+        state,
+        listener,
+        shutdown_signal(),
+        Duration::from_secs(config.shutdown_timeout_s),
+    )
+    .await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

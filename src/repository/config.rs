@@ -1,0 +1,369 @@
+//! `model.toml`: what a model declares about itself, parsed and validated before any
+//! session is created, so that a bad file fails startup naming the file and the field.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::tensor::DataType;
+
+/// Errors of the model repository layer: every message names the file and the field.
+#[derive(Debug, thiserror::Error)]
+pub enum RepositoryError {
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("{path}: the model and its config disagree: {message}")]
+    Mismatch { path: PathBuf, message: String },
+    #[error("{path}: ONNX Runtime could not load the model: {message}")]
+    Load { path: PathBuf, message: String },
+}
+
+/// The file as written (serde shape). Validated into [`ModelConfig`].
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    name: Option<String>,
+    #[serde(default = "default_platform")]
+    platform: String,
+    #[serde(default = "default_file")]
+    file: String,
+    #[serde(default = "default_version")]
+    version: String,
+    max_batch_size: usize,
+    dynamic_batching: Option<RawBatching>,
+    #[serde(default, rename = "input")]
+    inputs: Vec<RawTensor>,
+    #[serde(default, rename = "output")]
+    outputs: Vec<RawTensor>,
+    #[serde(default)]
+    instances: RawInstances,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBatching {
+    #[serde(default)]
+    max_queue_delay_us: u64,
+    #[serde(default)]
+    preferred_batch_sizes: Vec<usize>,
+    #[serde(default = "default_queue_size")]
+    max_queue_size: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTensor {
+    name: String,
+    datatype: String,
+    dims: Vec<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInstances {
+    count: Option<usize>,
+    intra_op_threads: Option<usize>,
+}
+
+fn default_platform() -> String {
+    "onnxruntime_onnx".into()
+}
+fn default_file() -> String {
+    "model.onnx".into()
+}
+fn default_version() -> String {
+    "1".into()
+}
+fn default_queue_size() -> usize {
+    DEFAULT_QUEUE_ROWS
+}
+
+/// Rows that may wait in a model's queue when `model.toml` does not say.
+pub const DEFAULT_QUEUE_ROWS: usize = 4096;
+
+/// One declared input or output; `dims` exclude the batch dimension when the model
+/// batches, and -1 marks a dynamic dimension.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub datatype: DataType,
+    pub dims: Vec<i64>,
+}
+
+/// How the dynamic batcher treats this model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchingConfig {
+    /// Rows per batch at most (1 = every request runs alone).
+    pub max_batch_size: usize,
+    /// Whether requests are combined at all (Triton's `dynamic_batching` block present).
+    pub dynamic: bool,
+    /// How long the oldest request may wait for company.
+    pub max_queue_delay: Duration,
+    /// Sizes the batcher dispatches at as soon as it reaches them (sorted, ≤ max).
+    pub preferred_batch_sizes: Vec<usize>,
+    /// Rows that may wait; beyond, requests are refused with 429.
+    pub max_queue_rows: usize,
+}
+
+/// Device workers of this model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstanceConfig {
+    /// Sessions (each on its own worker thread) fed by one scheduler.
+    pub count: usize,
+    /// ONNX Runtime intra-op threads per session (0 = the server default).
+    pub intra_op_threads: usize,
+}
+
+/// A validated `model.toml`. Empty `inputs`/`outputs` mean "take them from the graph".
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelConfig {
+    pub name: String,
+    pub version: String,
+    pub platform: String,
+    /// The model file, resolved against the model's directory.
+    pub model_path: PathBuf,
+    pub batching: BatchingConfig,
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+    pub instances: InstanceConfig,
+}
+
+impl ModelConfig {
+    /// Reads and validates `dir/model.toml`; the model's name defaults to the directory's.
+    pub fn load(dir: &Path) -> Result<ModelConfig, RepositoryError> {
+        let path = dir.join("model.toml");
+        let text = std::fs::read_to_string(&path).map_err(|source| RepositoryError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let dir_name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        ModelConfig::parse(&text, &path, &dir_name)
+    }
+
+    /// Parses `text` (the content of `path`) for a model whose directory is `dir_name`.
+    pub fn parse(text: &str, path: &Path, dir_name: &str) -> Result<ModelConfig, RepositoryError> {
+        let invalid = |message: String| RepositoryError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+
+        let name = raw.name.unwrap_or_else(|| dir_name.to_string());
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(invalid(format!(
+                "field `name`: expected letters, digits, '-', '_' or '.', got {name:?}"
+            )));
+        }
+        if raw.platform != "onnxruntime_onnx" {
+            return Err(invalid(format!(
+                "field `platform`: expected \"onnxruntime_onnx\", got {:?}",
+                raw.platform
+            )));
+        }
+        if raw.version.is_empty() || !raw.version.chars().all(|c| c.is_ascii_digit()) {
+            return Err(invalid(format!(
+                "field `version`: expected a positive integer as a string, got {:?}",
+                raw.version
+            )));
+        }
+        if raw.max_batch_size == 0 {
+            return Err(invalid(
+                "field `max_batch_size`: expected at least 1, got 0".into(),
+            ));
+        }
+        let batching = match raw.dynamic_batching {
+            None => BatchingConfig {
+                max_batch_size: raw.max_batch_size,
+                dynamic: false,
+                max_queue_delay: Duration::ZERO,
+                preferred_batch_sizes: vec![],
+                max_queue_rows: DEFAULT_QUEUE_ROWS,
+            },
+            Some(b) => {
+                let mut preferred = b.preferred_batch_sizes;
+                preferred.sort_unstable();
+                preferred.dedup();
+                if let Some(bad) = preferred
+                    .iter()
+                    .find(|&&p| p == 0 || p > raw.max_batch_size)
+                {
+                    return Err(invalid(format!(
+                        "field `dynamic_batching.preferred_batch_sizes`: expected sizes in 1..={}, got {bad}",
+                        raw.max_batch_size
+                    )));
+                }
+                if b.max_queue_size < raw.max_batch_size {
+                    return Err(invalid(format!(
+                        "field `dynamic_batching.max_queue_size`: expected at least max_batch_size ({}), got {}",
+                        raw.max_batch_size, b.max_queue_size
+                    )));
+                }
+                if b.max_queue_delay_us > 10_000_000 {
+                    return Err(invalid(format!(
+                        "field `dynamic_batching.max_queue_delay_us`: expected at most 10000000 (10 s), got {}",
+                        b.max_queue_delay_us
+                    )));
+                }
+                BatchingConfig {
+                    max_batch_size: raw.max_batch_size,
+                    dynamic: raw.max_batch_size > 1,
+                    max_queue_delay: Duration::from_micros(b.max_queue_delay_us),
+                    preferred_batch_sizes: preferred,
+                    max_queue_rows: b.max_queue_size,
+                }
+            }
+        };
+
+        let inputs = tensor_specs(&raw.inputs, "input", &invalid)?;
+        let outputs = tensor_specs(&raw.outputs, "output", &invalid)?;
+
+        let count = raw.instances.count.unwrap_or(1);
+        if count == 0 || count > 64 {
+            return Err(invalid(format!(
+                "field `instances.count`: expected 1..=64, got {count}"
+            )));
+        }
+        let model_path = path
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .join(&raw.file);
+        Ok(ModelConfig {
+            name,
+            version: raw.version,
+            platform: raw.platform,
+            model_path,
+            batching,
+            inputs,
+            outputs,
+            instances: InstanceConfig {
+                count,
+                intra_op_threads: raw.instances.intra_op_threads.unwrap_or(0),
+            },
+        })
+    }
+}
+
+fn tensor_specs(
+    raw: &[RawTensor],
+    table: &str,
+    invalid: &dyn Fn(String) -> RepositoryError,
+) -> Result<Vec<TensorSpec>, RepositoryError> {
+    let mut specs: Vec<TensorSpec> = Vec::with_capacity(raw.len());
+    for (i, t) in raw.iter().enumerate() {
+        let datatype = DataType::parse(&t.datatype).ok_or_else(|| {
+            let allowed: Vec<&str> = DataType::ALL.iter().map(|d| d.as_str()).collect();
+            invalid(format!(
+                "field `{table}[{i}].datatype`: expected one of {}, got {:?}",
+                allowed.join(", "),
+                t.datatype
+            ))
+        })?;
+        if let Some(d) = t.dims.iter().find(|&&d| d == 0 || d < -1) {
+            return Err(invalid(format!(
+                "field `{table}[{i}].dims`: expected positive sizes or -1 (dynamic), got {d}"
+            )));
+        }
+        if specs.iter().any(|s| s.name == t.name) {
+            return Err(invalid(format!(
+                "field `{table}[{i}].name`: {:?} is declared twice",
+                t.name
+            )));
+        }
+        specs.push(TensorSpec {
+            name: t.name.clone(),
+            datatype,
+            dims: t.dims.clone(),
+        });
+    }
+    Ok(specs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+max_batch_size = 64
+[dynamic_batching]
+max_queue_delay_us = 500
+preferred_batch_sizes = [64, 16]
+[[input]]
+name = "input"
+datatype = "FP32"
+dims = [10]
+[[output]]
+name = "output"
+datatype = "FP32"
+dims = [1]
+"#;
+
+    fn parse(text: &str) -> Result<ModelConfig, RepositoryError> {
+        ModelConfig::parse(text, Path::new("models/mlp/model.toml"), "mlp")
+    }
+
+    #[test]
+    fn parses_the_shipped_shape() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.name, "mlp");
+        assert_eq!(c.version, "1");
+        assert_eq!(c.model_path, Path::new("models/mlp/model.onnx"));
+        assert!(c.batching.dynamic);
+        assert_eq!(c.batching.preferred_batch_sizes, vec![16, 64]);
+        assert_eq!(c.batching.max_queue_delay, Duration::from_micros(500));
+        assert_eq!(c.inputs[0].datatype, DataType::F32);
+        assert_eq!(c.instances.count, 1);
+    }
+
+    fn error_of(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_file_and_field() {
+        let e = error_of(&GOOD.replace("\"FP32\"", "\"FP17\""));
+        assert!(e.starts_with("models/mlp/model.toml:"), "{e}");
+        assert!(e.contains("input[0].datatype") && e.contains("FP17"), "{e}");
+
+        let e = error_of(&GOOD.replace("[64, 16]", "[128]"));
+        assert!(
+            e.contains("preferred_batch_sizes") && e.contains("128"),
+            "{e}"
+        );
+
+        let e = error_of(&GOOD.replace("max_batch_size = 64", "max_batch_size = 0"));
+        assert!(e.contains("max_batch_size"), "{e}");
+
+        let e = error_of(&GOOD.replace("dims = [10]", "dims = [0]"));
+        assert!(e.contains("input[0].dims"), "{e}");
+
+        let e = error_of(&format!("{GOOD}\nbogus = 1\n"));
+        assert!(e.contains("bogus"), "{e}");
+
+        let e = error_of(&GOOD.replace("max_batch_size = 64", ""));
+        assert!(e.contains("max_batch_size"), "{e}");
+    }
+
+    #[test]
+    fn without_dynamic_batching_requests_run_alone() {
+        let text = GOOD.replace(
+            "[dynamic_batching]\nmax_queue_delay_us = 500\npreferred_batch_sizes = [64, 16]\n",
+            "",
+        );
+        let c = parse(&text).unwrap();
+        assert!(!c.batching.dynamic);
+        assert_eq!(c.batching.max_queue_rows, DEFAULT_QUEUE_ROWS);
+    }
+}
