@@ -11,7 +11,7 @@ use std::str::FromStr;
 use crate::tensor::Tensor;
 
 /// Errors of the backend layer. Their text goes to the log, never to a client.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum BackendError {
     #[error("ONNX Runtime library not found or not loadable at {path}: {reason}. Run `deploy/setup.sh ort` (or pass --ort-lib / set ORT_DYLIB_PATH)")]
     LibraryMissing { path: String, reason: String },

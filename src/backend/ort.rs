@@ -18,7 +18,7 @@ use crate::tensor::{DataType, Tensor, TensorData};
 pub const DEFAULT_ORT_LIB: &str = ".ort/cpu/libonnxruntime.so";
 
 /// The process-wide ONNX Runtime: the library can be loaded only once per process.
-static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
+static RUNTIME: OnceLock<Result<Runtime, BackendError>> = OnceLock::new();
 
 /// A loaded ONNX Runtime library and its environment.
 pub struct Runtime {
@@ -39,11 +39,10 @@ pub fn resolve_library(flag: Option<&Path>) -> PathBuf {
 impl Runtime {
     /// Loads the library once per process; later calls return the same runtime (or error).
     pub fn init(library: &Path) -> Result<&'static Runtime, BackendError> {
-        let result = RUNTIME.get_or_init(|| Runtime::load(library).map_err(|e| e.to_string()));
-        match result {
-            Ok(rt) => Ok(rt),
-            Err(message) => Err(BackendError::Environment(message.clone())),
-        }
+        RUNTIME
+            .get_or_init(|| Runtime::load(library))
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     fn load(library: &Path) -> Result<Runtime, BackendError> {
@@ -86,7 +85,7 @@ impl Runtime {
                     return Err(BackendError::Device {
                         device: device.to_string(),
                         reason: format!(
-                            "the ONNX Runtime library {} has no CUDA execution provider; install the GPU runtime with `deploy/setup.sh gpu` and pass its library with --ort-lib",
+                            "the ONNX Runtime library {} has no CUDA execution provider; pass the library of the onnxruntime-gpu wheel with --ort-lib, or use --device auto or cpu",
                             self.library.display()
                         ),
                     });

@@ -33,16 +33,12 @@ impl Queue {
 
     /// Admits `entry`, or gives it back with the reason. `drain_per_row` is the
     /// measured device time per row, used to tell the client when to retry.
-    pub fn push(
-        &mut self,
-        entry: Entry,
-        drain_per_row: Duration,
-    ) -> Result<(), (Entry, SchedulerError)> {
+    pub fn push(&mut self, entry: Entry, drain_per_row: Duration) -> Result<(), SchedulerError> {
         if self.closed {
             let err = SchedulerError::ShuttingDown {
                 model: self.model.clone(),
             };
-            return Err((entry, err));
+            return Err(err);
         }
         if self.rows + entry.pending.rows > self.limit {
             let err = SchedulerError::QueueFull {
@@ -51,7 +47,7 @@ impl Queue {
                 limit: self.limit,
                 retry_after: retry_after(self.rows, drain_per_row),
             };
-            return Err((entry, err));
+            return Err(err);
         }
         self.rows += entry.pending.rows;
         self.entries.push_back(entry);
@@ -129,7 +125,7 @@ mod tests {
         let mut q = Queue::new("m", 5);
         assert!(q.push(entry(3), Duration::ZERO).is_ok());
         assert!(q.push(entry(2), Duration::ZERO).is_ok());
-        let (_, err) = q.push(entry(1), Duration::from_millis(300)).unwrap_err();
+        let err = q.push(entry(1), Duration::from_millis(300)).unwrap_err();
         assert_eq!(
             err,
             SchedulerError::QueueFull {
@@ -162,7 +158,7 @@ mod tests {
     fn closed_queue_refuses() {
         let mut q = Queue::new("m", 100);
         q.close();
-        let (_, err) = q.push(entry(1), Duration::ZERO).unwrap_err();
+        let err = q.push(entry(1), Duration::ZERO).unwrap_err();
         assert!(matches!(err, SchedulerError::ShuttingDown { .. }));
     }
 

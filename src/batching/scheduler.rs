@@ -96,7 +96,7 @@ impl Batcher {
         let per_row = self.shared.stats.time_per_row();
         let rows = {
             let mut q = self.shared.queue.lock().expect("queue lock");
-            q.push(entry, per_row).map_err(|(_, e)| e)?;
+            q.push(entry, per_row)?;
             q.rows()
         };
         metrics::queue_depth(&self.shared.model, rows);

@@ -88,11 +88,7 @@ impl ModelStats {
     pub fn time_per_row(&self) -> Duration {
         let s = self.inner.lock().expect("stats lock");
         let ns: u64 = s.batch_sizes.values().map(|d| d.ns).sum();
-        if s.inference_count == 0 {
-            Duration::ZERO
-        } else {
-            Duration::from_nanos(ns / s.inference_count)
-        }
+        Duration::from_nanos(ns.checked_div(s.inference_count).unwrap_or(0))
     }
 
     pub fn snapshot(&self) -> Snapshot {

@@ -29,7 +29,7 @@ pub enum ModelState {
     Ready(Arc<Model>),
     /// ONNX Runtime could not load the model file; the other models still serve.
     Failed {
-        config: ModelConfig,
+        config: Box<ModelConfig>,
         error: String,
     },
 }
@@ -78,7 +78,7 @@ impl Repository {
                     }
                     tracing::error!(model = %name, error = %e, "model failed to load; the others still serve");
                     ModelState::Failed {
-                        config,
+                        config: Box::new(config),
                         error: e.to_string(),
                     }
                 }
