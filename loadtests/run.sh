@@ -2,7 +2,7 @@
 # Convoy's benchmark in one command: dynamic batching vs max_batch_size = 1 over HTTP, and
 # the in-process ONNX Runtime ceiling both are bounded by.
 #
-#   loadtests/run.sh           full run (~3 min after the build); rewrites loadtests/RESULTS.md
+#   loadtests/run.sh           full run (~2 min after the build); rewrites loadtests/RESULTS.md
 #                              and the raw JSON in loadtests/results/
 #   loadtests/run.sh --quick   smoke run (< 2 min after the build); writes only under
 #                              loadtests/out/quick/ so committed results stay untouched

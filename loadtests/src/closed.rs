@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::cpu::{format_cpu, CpuMeter};
 use crate::http::{send_one, Target};
 use crate::stats::{format_errors, per_second, LatencySummary, Recorder};
 
@@ -29,6 +30,9 @@ pub struct ClosedLevel {
     pub requests_per_s: f64,
     pub rows_per_s: f64,
     pub latency: LatencySummary,
+    /// CPU used by this load generator during the level, in % of one core.
+    #[serde(default)]
+    pub client_cpu_pct: Option<f64>,
 }
 
 /// A whole closed-loop run, as written by `--json`.
@@ -53,6 +57,7 @@ pub async fn run_level(
     warmup: Duration,
     duration: Duration,
 ) -> ClosedLevel {
+    let cpu = CpuMeter::start();
     let start = Instant::now();
     let measure_from = start + warmup;
     let end = measure_from + duration;
@@ -94,6 +99,7 @@ pub async fn run_level(
         rows_per_s: requests_per_s * target.rows_per_request as f64,
         latency: LatencySummary::from_nanos(&mut total.ok_latencies_ns),
         errors: total.errors,
+        client_cpu_pct: cpu.percent_of_one_core(),
     }
 }
 
@@ -101,7 +107,7 @@ pub async fn run_level(
 pub fn print_level(l: &ClosedLevel) {
     println!(
         "c={:>5}  ok={:>9}  err={:>6}  req/s={:>10.1}  rows/s={:>11.1}  \
-         p50={:>8.3}  p90={:>8.3}  p99={:>8.3}  max={:>8.3} ms",
+         p50={:>8.3}  p90={:>8.3}  p99={:>8.3}  max={:>8.3} ms  client cpu={}",
         l.concurrency,
         l.ok,
         l.error_total,
@@ -111,6 +117,7 @@ pub fn print_level(l: &ClosedLevel) {
         l.latency.p90_ms,
         l.latency.p99_ms,
         l.latency.max_ms,
+        format_cpu(l.client_cpu_pct),
     );
     if !l.errors.is_empty() {
         println!("         errors: {}", format_errors(&l.errors));

@@ -8,11 +8,13 @@ mod arrivals;
 mod body;
 mod ceiling;
 mod closed;
+mod cpu;
 mod http;
 mod machine;
 mod open;
 mod render;
 mod report;
+mod server_stats;
 mod stats;
 
 use std::path::{Path, PathBuf};

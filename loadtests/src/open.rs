@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
 use crate::arrivals::PoissonArrivals;
+use crate::cpu::{format_cpu, CpuMeter};
 use crate::http::{send_one, Target};
 use crate::stats::{format_errors, per_second, LatencySummary, Recorder};
 
@@ -50,6 +51,9 @@ pub struct OpenLevel {
     pub latency: LatencySummary,
     /// Intended to actual send time: the client's own scheduling delay.
     pub send_lag: LatencySummary,
+    /// CPU used by this load generator during the level, in % of one core.
+    #[serde(default)]
+    pub client_cpu_pct: Option<f64>,
 }
 
 /// A whole open-loop run, as written by `--json`.
@@ -83,6 +87,7 @@ pub struct OpenParams {
 /// Runs one rate: arrivals during `warmup` are sent but not measured; every arrival in the
 /// measured window is awaited, however late it completes.
 pub async fn run_level(client: &Client, target: &Arc<Target>, p: &OpenParams) -> OpenLevel {
+    let cpu = CpuMeter::start();
     let (tx, mut rx) = mpsc::unbounded_channel::<Sample>();
     let in_flight = Arc::new(AtomicUsize::new(0));
     let mut arrivals = PoissonArrivals::new(p.rate, p.seed);
@@ -159,6 +164,7 @@ pub async fn run_level(client: &Client, target: &Arc<Target>, p: &OpenParams) ->
         latency: LatencySummary::from_nanos(&mut rec.ok_latencies_ns),
         send_lag: LatencySummary::from_nanos(&mut lags),
         errors: rec.errors,
+        client_cpu_pct: cpu.percent_of_one_core(),
     }
 }
 
@@ -167,7 +173,7 @@ pub fn print_level(l: &OpenLevel) {
     println!(
         "rate={:>9.1}  sent/s={:>9.1}  drop={:>6}  ok={:>9}  err={:>6}  req/s={:>10.1}  \
          rows/s={:>11.1}  p50={:>8.3}  p90={:>8.3}  p99={:>8.3}  max={:>8.3} ms  \
-         (send lag p99={:.3} ms)",
+         (send lag p99={:.3} ms, client cpu={})",
         l.target_rate,
         l.achieved_rate,
         l.dropped,
@@ -180,6 +186,7 @@ pub fn print_level(l: &OpenLevel) {
         l.latency.p99_ms,
         l.latency.max_ms,
         l.send_lag.p99_ms,
+        format_cpu(l.client_cpu_pct),
     );
     if !l.errors.is_empty() {
         println!("         errors: {}", format_errors(&l.errors));

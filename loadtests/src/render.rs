@@ -7,10 +7,9 @@ use std::fmt::Write as _;
 
 use crate::ceiling::CeilingReport;
 use crate::closed::{ClosedLevel, ClosedReport};
+use crate::cpu::format_cpu;
 use crate::machine::Machine;
-
-/// Largest embedded batch-statistics document; bigger ones are only linked.
-const MAX_EMBEDDED_STATS: usize = 4000;
+use crate::server_stats::stats_row;
 
 /// Everything the markdown is rendered from.
 pub struct ReportInputs {
@@ -23,8 +22,8 @@ pub struct ReportInputs {
     pub batched: ClosedReport,
     pub unbatched: ClosedReport,
     pub ceiling: CeilingReport,
-    /// (file name, contents) of the optional batch-statistics documents.
-    pub stats: Vec<(String, String)>,
+    /// (server label, file name, contents) of the optional batch-statistics documents.
+    pub stats: Vec<(String, String, String)>,
     /// (heading, contents) of the model.toml files the two servers ran with.
     pub configs: Vec<(String, String)>,
 }
@@ -50,14 +49,21 @@ fn percent(a: f64, b: f64) -> String {
 fn level_row(out: &mut String, c: usize, config: &str, l: &ClosedLevel) {
     let _ = writeln!(
         out,
-        "| {c} | {config} | {:.0} | {:.0} | {:.3} | {:.3} | {} |",
-        l.requests_per_s, l.rows_per_s, l.latency.p50_ms, l.latency.p99_ms, l.error_total
+        "| {c} | {config} | {:.0} | {:.0} | {:.3} | {:.3} | {} | {} |",
+        l.requests_per_s,
+        l.rows_per_s,
+        l.latency.p50_ms,
+        l.latency.p99_ms,
+        l.error_total,
+        format_cpu(l.client_cpu_pct)
     );
 }
 
 fn comparison_table(out: &mut String, r: &ReportInputs) {
-    out.push_str("| concurrency | config | req/s | rows/s | p50 ms | p99 ms | errors |\n");
-    out.push_str("|---:|---|---:|---:|---:|---:|---:|\n");
+    out.push_str(
+        "| concurrency | config | req/s | rows/s | p50 ms | p99 ms | errors | client CPU |\n",
+    );
+    out.push_str("|---:|---|---:|---:|---:|---:|---:|---:|\n");
     for b in &r.batched.levels {
         let c = b.concurrency;
         level_row(out, c, "batched", b);
@@ -67,7 +73,7 @@ fn comparison_table(out: &mut String, r: &ReportInputs) {
         level_row(out, c, "max_batch_size = 1", u);
         let _ = writeln!(
             out,
-            "| {c} | **batched / unbatched** | **{}** | **{}** | {} | {} | |",
+            "| {c} | **batched / unbatched** | **{}** | **{}** | {} | {} | | |",
             ratio(b.requests_per_s, u.requests_per_s),
             ratio(b.rows_per_s, u.rows_per_s),
             ratio(b.latency.p50_ms, u.latency.p50_ms),
@@ -134,6 +140,25 @@ fn saturation(out: &mut String, r: &ReportInputs) {
     }
 }
 
+fn batch_stats(out: &mut String, r: &ReportInputs) {
+    out.push_str(
+        "\n## Server batch statistics\n\n\
+         From `GET /v2/models/mlp/stats` after each closed-loop run: cumulative over all \
+         concurrency levels, warm-up included.\n\n\
+         | server | batches run | rows | mean rows per batch | mean queue ms | \
+         mean compute ms per batch |\n|---|---:|---:|---:|---:|---:|\n",
+    );
+    for (label, _, text) in &r.stats {
+        let _ = writeln!(out, "{}", stats_row(label, text));
+    }
+    let links: Vec<String> = r
+        .stats
+        .iter()
+        .map(|(_, name, _)| format!("[`{name}`]({}/{name})", r.raw_dir))
+        .collect();
+    let _ = writeln!(out, "\nRaw: {}.", links.join(", "));
+}
+
 /// The whole RESULTS.md.
 pub fn render(r: &ReportInputs) -> String {
     let mut out = String::new();
@@ -191,17 +216,7 @@ pub fn render(r: &ReportInputs) -> String {
         }
     }
     if !r.stats.is_empty() {
-        out.push_str(
-            "\n## Server batch statistics\n\n\
-             `GET /v2/models/mlp/stats` after each closed-loop run (all levels, warm-up included).\n",
-        );
-        for (name, text) in &r.stats {
-            if text.len() <= MAX_EMBEDDED_STATS {
-                let _ = write!(out, "\n`{name}`:\n\n```json\n{}\n```\n", text.trim_end());
-            } else {
-                let _ = writeln!(out, "\n- [`{name}`]({}/{name})", r.raw_dir);
-            }
-        }
+        batch_stats(&mut out, r);
     }
     let _ = write!(
         out,
@@ -227,6 +242,7 @@ mod tests {
             errors: Default::default(),
             requests_per_s: rps,
             rows_per_s: rps,
+            client_cpu_pct: Some(40.0),
             latency: LatencySummary {
                 count: 1,
                 mean_ms: p50,
@@ -283,7 +299,14 @@ mod tests {
                 reference_max_abs_err: Some(1e-7),
                 levels: vec![ceiling_level(1, 100_000.0), ceiling_level(64, 2_000_000.0)],
             },
-            stats: vec![("stats.json".into(), "{\"batches\": 3}".into())],
+            stats: vec![(
+                "batched".into(),
+                "stats-batched.json".into(),
+                r#"{"model_stats":[{"execution_count":4,"inference_count":10,
+                    "inference_stats":{"queue":{"count":10,"ns":5000000},
+                    "compute_infer":{"count":4,"ns":200000}}}]}"#
+                    .into(),
+            )],
             configs: vec![("batched".into(), "max_batch_size = 64\n".into())],
         }
     }
@@ -298,10 +321,12 @@ mod tests {
     #[test]
     fn render_compares_by_concurrency() {
         let md = render(&inputs());
-        assert!(md.contains("| 64 | batched | 20000 | 20000 | 3.000 | 6.000 | 0 |"));
-        assert!(md.contains("| 64 | max_batch_size = 1 | 5000 | 5000 | 12.000 | 24.000 | 0 |"));
+        assert!(md.contains("| 64 | batched | 20000 | 20000 | 3.000 | 6.000 | 0 | 40% |"));
+        assert!(
+            md.contains("| 64 | max_batch_size = 1 | 5000 | 5000 | 12.000 | 24.000 | 0 | 40% |")
+        );
         assert!(md.contains(
-            "| 64 | **batched / unbatched** | **4.00×** | **4.00×** | 0.25× | 0.25× | |"
+            "| 64 | **batched / unbatched** | **4.00×** | **4.00×** | 0.25× | 0.25× | | |"
         ));
         assert!(md.contains("| 1 | **batched / unbatched** | **1.00×** |"));
     }
@@ -319,7 +344,11 @@ mod tests {
         let md = render(&inputs());
         assert!(md.contains("| CPU | Test CPU (2 logical CPUs) |"));
         assert!(md.contains("| ONNX Runtime | 1.31.1 (CPU execution provider) |"));
-        assert!(md.contains("```json\n{\"batches\": 3}\n```"));
+        assert!(
+            md.contains("| batched | 4 | 10 | 2.50 | 0.500 | 0.0500 |"),
+            "{md}"
+        );
+        assert!(md.contains("[`stats-batched.json`](results/stats-batched.json)"));
         assert!(md.contains("Outputs match reference.json to 1.0e-7."));
         assert!(md.contains("batched:\n\n```toml\nmax_batch_size = 64\n```"));
     }

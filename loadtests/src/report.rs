@@ -71,13 +71,15 @@ fn file_name(path: &Path) -> String {
 
 pub fn run(args: &ReportArgs) -> Result<()> {
     let mut stats = Vec::new();
-    for path in [&args.batched_stats, &args.unbatched_stats]
-        .into_iter()
-        .flatten()
-    {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        stats.push((file_name(path), text));
+    for (label, path) in [
+        ("batched", &args.batched_stats),
+        ("max_batch_size = 1", &args.unbatched_stats),
+    ] {
+        if let Some(p) = path {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            stats.push((label.to_string(), file_name(p), text));
+        }
     }
     let mut configs = Vec::new();
     for (label, path) in [
