@@ -26,6 +26,8 @@ use crate::repository::{LoadOptions, Repository};
 
 /// Loads ONNX Runtime and the model repository: everything before the first request.
 pub fn prepare(config: &ServeConfig) -> anyhow::Result<AppState> {
+    // First: metric handles registered before the recorder exists would be no-ops.
+    let metrics = metrics::install();
     let library = resolve_library(config.ort_lib.as_deref());
     let runtime = Runtime::init(&library)?;
     let opts = LoadOptions {
@@ -40,7 +42,7 @@ pub fn prepare(config: &ServeConfig) -> anyhow::Result<AppState> {
     })?;
     Ok(AppState {
         repo: Arc::new(repo),
-        metrics: metrics::install(),
+        metrics,
         shutting_down: Arc::new(AtomicBool::new(false)),
         device_requested: config.device.to_string(),
         ort_library: runtime.library.display().to_string(),

@@ -60,6 +60,8 @@ pub struct Entry {
     /// One tensor per model input, in declared order, batch dimension first.
     pub inputs: Vec<Tensor>,
     pub reply: oneshot::Sender<Result<Reply, SchedulerError>>,
+    /// The request id, so a failed batch's log line names its requests.
+    pub request_id: Option<std::sync::Arc<str>>,
 }
 
 impl Entry {
@@ -78,7 +80,14 @@ impl Entry {
             },
             inputs,
             reply: tx,
+            request_id: None,
         };
         (entry, rx)
+    }
+
+    /// Tags the entry with its request id (for the log, should its batch fail).
+    pub fn with_request_id(mut self, id: std::sync::Arc<str>) -> Entry {
+        self.request_id = Some(id);
+        self
     }
 }

@@ -22,7 +22,7 @@ use super::queue::Queue;
 use super::stats::ModelStats;
 use super::{Entry, Reply, SchedulerError};
 use crate::backend::Backend;
-use crate::metrics;
+use crate::metrics::{self, BusyMeter, ModelMetrics};
 use crate::repository::config::BatchingConfig;
 use crate::tensor::Tensor;
 
@@ -38,6 +38,7 @@ struct Shared {
     slots: Mutex<usize>,
     slot_freed: Condvar,
     stats: Arc<ModelStats>,
+    metrics: Arc<ModelMetrics>,
 }
 
 /// A handle on one model's batcher. Cheap to clone.
@@ -55,6 +56,7 @@ struct Batch {
 /// One request inside a batch.
 struct Member {
     rows: usize,
+    request_id: Option<Arc<str>>,
     queue_wait: Duration,
     reply: tokio::sync::oneshot::Sender<Result<Reply, SchedulerError>>,
 }
@@ -71,15 +73,18 @@ impl Batcher {
             slots: Mutex::new(instances),
             slot_freed: Condvar::new(),
             stats: Arc::new(ModelStats::default()),
+            metrics: ModelMetrics::new(model),
         });
+        metrics::queue_capacity(model, shared.cfg.max_queue_rows);
         let (tx, rx) = sync_channel::<Batch>(instances);
         let rx = Arc::new(Mutex::new(rx));
         for (instance, backend) in backends.into_iter().enumerate() {
             let rx = rx.clone();
             let shared = shared.clone();
+            let meter = BusyMeter::new(model, instance);
             std::thread::Builder::new()
                 .name(format!("convoy-{model}-{instance}"))
-                .spawn(move || worker_loop(backend, rx, shared))
+                .spawn(move || worker_loop(backend, rx, shared, meter))
                 .expect("spawning a worker thread");
         }
         let sched = shared.clone();
@@ -87,7 +92,7 @@ impl Batcher {
             .name(format!("convoy-{model}-sched"))
             .spawn(move || scheduler_loop(sched, tx))
             .expect("spawning the scheduler thread");
-        metrics::queue_depth(model, 0);
+        shared.metrics.queue_depth.set(0.0);
         Batcher { shared }
     }
 
@@ -99,7 +104,7 @@ impl Batcher {
             q.push(entry, per_row)?;
             q.rows()
         };
-        metrics::queue_depth(&self.shared.model, rows);
+        self.shared.metrics.queue_depth.set(rows as f64);
         self.shared.arrived.notify_one();
         Ok(())
     }
@@ -112,6 +117,11 @@ impl Batcher {
 
     pub fn stats(&self) -> &ModelStats {
         &self.shared.stats
+    }
+
+    /// This model's metric handles (the handler records request-level ones).
+    pub fn metrics(&self) -> &Arc<ModelMetrics> {
+        &self.shared.metrics
     }
 
     /// Rows waiting right now.
@@ -163,7 +173,7 @@ fn next_batch(shared: &Shared) -> Option<Vec<Entry>> {
         match decide(q.pending(), now, &shared.cfg) {
             Decision::Dispatch(positions) => {
                 let taken = q.take(&positions);
-                metrics::queue_depth(&shared.model, q.rows());
+                shared.metrics.queue_depth.set(q.rows() as f64);
                 return Some(taken);
             }
             Decision::Wait(d) => q = shared.arrived.wait_timeout(q, d).expect("queue lock").0,
@@ -179,7 +189,7 @@ fn assemble(shared: &Shared, entries: Vec<Entry>) -> Option<Batch> {
         entries.into_iter().partition(|e| !e.reply.is_closed());
     if !gone.is_empty() {
         shared.stats.record_cancelled(gone.len());
-        metrics::cancelled(&shared.model, gone.len());
+        shared.metrics.cancelled.increment(gone.len() as u64);
     }
     if live.is_empty() {
         return None;
@@ -199,6 +209,7 @@ fn assemble(shared: &Shared, entries: Vec<Entry>) -> Option<Batch> {
         .into_iter()
         .map(|e| Member {
             rows: e.pending.rows,
+            request_id: e.request_id,
             queue_wait: dispatched.saturating_duration_since(e.pending.enqueued),
             reply: e.reply,
         })
@@ -208,7 +219,12 @@ fn assemble(shared: &Shared, entries: Vec<Entry>) -> Option<Batch> {
 
 /// A device worker: takes batches until the channel closes. A failing or panicking run
 /// fails only that batch's requests; the worker goes on with the next batch.
-fn worker_loop<B: Backend>(mut backend: B, rx: Arc<Mutex<Receiver<Batch>>>, shared: Arc<Shared>) {
+fn worker_loop<B: Backend>(
+    mut backend: B,
+    rx: Arc<Mutex<Receiver<Batch>>>,
+    shared: Arc<Shared>,
+    meter: Arc<BusyMeter>,
+) {
     loop {
         let next = rx.lock().expect("worker channel lock").recv();
         let Ok(batch) = next else {
@@ -221,6 +237,7 @@ fn worker_loop<B: Backend>(mut backend: B, rx: Arc<Mutex<Receiver<Batch>>>, shar
         let started = Instant::now();
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| backend.run(batch.inputs)));
         let compute = started.elapsed();
+        meter.add(compute);
         let pieces = match result {
             Ok(Ok(outputs)) => split(outputs, &rows).map_err(|e| e.to_string()),
             Ok(Err(e)) => Err(e.to_string()),
@@ -230,7 +247,11 @@ fn worker_loop<B: Backend>(mut backend: B, rx: Arc<Mutex<Receiver<Batch>>>, shar
         shared
             .stats
             .record_batch(total, batch.members.len(), compute, &waits);
-        metrics::batch(&shared.model, total, compute, &waits);
+        shared.metrics.batch_rows.record(total as f64);
+        shared.metrics.inference.record(compute.as_secs_f64());
+        for w in &waits {
+            shared.metrics.queue.record(w.as_secs_f64());
+        }
         match pieces {
             Ok(pieces) => {
                 for (member, outputs) in batch.members.into_iter().zip(pieces) {
@@ -243,7 +264,12 @@ fn worker_loop<B: Backend>(mut backend: B, rx: Arc<Mutex<Receiver<Batch>>>, shar
                 }
             }
             Err(reason) => {
-                tracing::error!(model = %shared.model, rows = total, error = %reason, "batch failed");
+                let ids: Vec<&str> = batch
+                    .members
+                    .iter()
+                    .filter_map(|m| m.request_id.as_deref())
+                    .collect();
+                tracing::error!(model = %shared.model, rows = total, error = %reason, request_ids = ?ids, "batch failed");
                 for member in batch.members {
                     let _ = member.reply.send(Err(SchedulerError::Internal));
                 }

@@ -3,7 +3,10 @@
 pub mod decode;
 pub mod dto;
 mod encode;
+mod request_id;
 mod v2;
+
+pub use request_id::RequestId;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -72,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(v2::metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(state)
 }
 

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -15,7 +15,7 @@ use serde_json::{json, Map, Value};
 use super::decode::decode_inputs;
 use super::dto::*;
 use super::encode::{self, Selected, HEADER_LENGTH};
-use super::AppState;
+use super::{AppState, RequestId};
 use crate::batching::Entry;
 use crate::error::ApiError;
 use crate::metrics;
@@ -282,19 +282,38 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
 pub async fn infer(
     State(st): State<AppState>,
     Path(model): Path<String>,
+    Extension(RequestId(id)): Extension<RequestId>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    infer_counted(st, model, None, headers, body).await
+    infer_counted(st, model, None, id, headers, body).await
 }
 
 pub async fn version_infer(
     State(st): State<AppState>,
     Path((model, version)): Path<(String, String)>,
+    Extension(RequestId(id)): Extension<RequestId>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    infer_counted(st, model, Some(version), headers, body).await
+    infer_counted(st, model, Some(version), id, headers, body).await
+}
+
+/// Decrements the in-flight gauge however the request ends (a client that hangs up
+/// drops the handler's future).
+struct InFlight(Arc<metrics::ModelMetrics>);
+
+impl InFlight {
+    fn enter(m: &Arc<metrics::ModelMetrics>) -> InFlight {
+        m.in_flight.increment(1.0);
+        InFlight(m.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.decrement(1.0);
+    }
 }
 
 /// Runs one inference and records its outcome in metrics and the model's stats.
@@ -302,29 +321,31 @@ async fn infer_counted(
     st: AppState,
     model: String,
     version: Option<String>,
+    request_id: Arc<str>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
-    let result = infer_inner(&st, &model, version.as_deref(), &headers, body).await;
-    let elapsed = started.elapsed();
-    let known = st.repo.ready(&model);
-    // Only names of served models become label values: cardinality stays bounded.
-    let label = if known.is_some() {
-        model.as_str()
-    } else {
-        "unknown"
+    let known = st.repo.ready(&model).cloned();
+    // Only served models get their own label value: cardinality stays bounded.
+    let mm = match &known {
+        Some(m) => m.batcher.metrics().clone(),
+        None => metrics::unknown_model().clone(),
     };
+    let _in_flight = InFlight::enter(&mm);
+    let result = infer_inner(&st, &model, version.as_deref(), request_id, &headers, body).await;
+    let elapsed = started.elapsed();
     match result {
         Ok(response) => {
-            metrics::request(label, "success", elapsed);
+            mm.outcome("success");
+            mm.request.record(elapsed.as_secs_f64());
             if let Some(m) = known {
                 m.batcher.stats().record_request(true, elapsed);
             }
             response
         }
         Err(e) => {
-            metrics::request(label, e.kind(), elapsed);
+            mm.outcome(e.kind());
             if let (Some(m), true) = (known, e.status().is_server_error()) {
                 m.batcher.stats().record_request(false, elapsed);
             }
@@ -364,9 +385,11 @@ async fn infer_inner(
     st: &AppState,
     model: &str,
     version: Option<&str>,
+    request_id: Arc<str>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let started = Instant::now();
     if st.is_shutting_down() {
         return Err(ApiError::Unavailable("server is shutting down".into()));
     }
@@ -423,8 +446,11 @@ async fn infer_inner(
         binary,
     )?;
     let (entry, rx) = Entry::new(valid.tensors, valid.rows, valid.shape_key);
-    m.batcher.submit(entry)?;
+    let mm = m.batcher.metrics();
+    mm.preprocess.record(started.elapsed().as_secs_f64());
+    m.batcher.submit(entry.with_request_id(request_id))?;
     let mut reply = rx.await.map_err(|_| ApiError::Internal)??;
+    let post_started = Instant::now();
 
     // Move each output out at its last use; clone only for an output asked twice.
     let mut pool: Vec<Option<crate::tensor::Tensor>> = reply.outputs.drain(..).map(Some).collect();
@@ -442,11 +468,21 @@ async fn infer_inner(
             binary,
         });
     }
-    Ok(encode::response(
+    let response = encode::response(
         &m.config.name,
         &m.config.version,
         request.id,
         selected,
         &reply,
-    ))
+    );
+    mm.postprocess.record(post_started.elapsed().as_secs_f64());
+    tracing::debug!(
+        model,
+        rows = reply.batch_rows,
+        queue_us = reply.queue.as_micros() as u64,
+        compute_us = reply.compute.as_micros() as u64,
+        total_us = started.elapsed().as_micros() as u64,
+        "infer"
+    );
+    Ok(response)
 }

@@ -61,6 +61,7 @@ impl Repository {
         let mut models = BTreeMap::new();
         for config in configs {
             let name = config.name.clone();
+            let started = std::time::Instant::now();
             let state = match start_model(config.clone(), runtime, opts) {
                 Ok(model) => {
                     tracing::info!(model = %name, device = %model.device, instances = model.config.instances.count,
@@ -83,7 +84,16 @@ impl Repository {
                     }
                 }
             };
-            metrics::model_ready(&name, matches!(state, ModelState::Ready(_)));
+            let device = match &state {
+                ModelState::Ready(m) => Some(m.device.to_string()),
+                ModelState::Failed { .. } => None,
+            };
+            metrics::model_loaded(
+                &name,
+                device.is_some(),
+                started.elapsed(),
+                device.as_deref(),
+            );
             models.insert(name, state);
         }
         Ok(Repository {

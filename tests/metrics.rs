@@ -1,0 +1,194 @@
+//! Prometheus metrics and request ids on a real server. Each test serves its own model
+//! name: metrics are process-wide, and tests in this file run concurrently.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// The value of the sample `name{labels}` (labels exactly as rendered), if present.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+async fn scrape(s: &TestServer) -> String {
+    s.client
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_depth_is_exact_under_load_and_returns_to_zero() {
+    // A 400 ms window holds 20 single-row requests in the queue.
+    let repo = mlp_repository("depth", &[("depth", Some(&mlp_toml(64, 400_000, 4096)))]);
+    let s = TestServer::start(&repo).await;
+    let (rows, _) = reference();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let client = s.client.clone();
+        let url = s.url("/v2/models/depth/infer");
+        let body = mlp_body(&rows[i % 16..i % 16 + 1]);
+        tasks.push(tokio::spawn(async move {
+            client.post(url).json(&body).send().await.unwrap().status()
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let during = scrape(&s).await;
+    assert_eq!(
+        sample(&during, "convoy_queue_depth_rows{model=\"depth\"}"),
+        Some(20.0),
+        "{during}"
+    );
+    assert_eq!(
+        sample(&during, "convoy_requests_in_flight{model=\"depth\"}"),
+        Some(20.0)
+    );
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    let after = scrape(&s).await;
+    assert_eq!(
+        sample(&after, "convoy_queue_depth_rows{model=\"depth\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&after, "convoy_requests_in_flight{model=\"depth\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&after, "convoy_queue_capacity_rows{model=\"depth\"}"),
+        Some(4096.0)
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "convoy_requests_total{model=\"depth\",outcome=\"success\"}"
+        ),
+        Some(20.0)
+    );
+    assert_eq!(
+        sample(&after, "convoy_batch_size_rows_count{model=\"depth\"}"),
+        Some(1.0),
+        "one batch of 20"
+    );
+    assert_eq!(
+        sample(&after, "convoy_batch_size_rows_sum{model=\"depth\"}"),
+        Some(20.0)
+    );
+    for stage in ["queue", "preprocess", "inference", "postprocess", "request"] {
+        let name = format!("convoy_{stage}_duration_seconds_count{{model=\"depth\"}}");
+        assert!(sample(&after, &name).is_some(), "{name} missing");
+    }
+    assert_eq!(
+        sample(&after, "convoy_model_ready{model=\"depth\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "convoy_model_device{model=\"depth\",device=\"cpu\"}"
+        ),
+        Some(1.0)
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcomes_are_counted_by_kind_and_unknown_models_share_one_label() {
+    let repo = mlp_repository("outcomes", &[("outcomes", None)]);
+    let s = TestServer::start(&repo).await;
+    let bad = serde_json::json!({"inputs": [{"name": "nope", "shape": [1, 10], "datatype": "FP32", "data": vec![0; 10]}]});
+    assert_eq!(s.post("/v2/models/outcomes/infer", &bad).await.0, 422);
+    assert_eq!(
+        s.post_raw("/v2/models/outcomes/infer", "{").await.status(),
+        400
+    );
+    assert_eq!(
+        s.post("/v2/models/no-such-model-xyz/infer", &bad).await.0,
+        404
+    );
+    let text = scrape(&s).await;
+    assert_eq!(
+        sample(
+            &text,
+            "convoy_requests_total{model=\"outcomes\",outcome=\"unprocessable\"}"
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "convoy_requests_total{model=\"outcomes\",outcome=\"bad_request\"}"
+        ),
+        Some(1.0)
+    );
+    assert!(
+        sample(
+            &text,
+            "convoy_requests_total{model=\"unknown\",outcome=\"not_found\"}"
+        )
+        .unwrap()
+            >= 1.0
+    );
+    assert!(
+        !text.contains("no-such-model-xyz"),
+        "an unknown name became a label value"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_busy_ratio_is_sampled_per_instance() {
+    let repo = mlp_repository("busy", &[("busy", None)]);
+    let s = TestServer::start(&repo).await;
+    let (rows, _) = reference();
+    for _ in 0..50 {
+        assert_eq!(
+            s.post("/v2/models/busy/infer", &mlp_body(&rows)).await.0,
+            200
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let text = scrape(&s).await;
+    let ratio = sample(
+        &text,
+        "convoy_device_busy_ratio{model=\"busy\",instance=\"0\"}",
+    )
+    .expect("busy ratio");
+    assert!((0.0..=1.0).contains(&ratio), "{ratio}");
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_are_echoed_or_generated() {
+    let s = TestServer::start(&shipped_models()).await;
+    let r = s
+        .client
+        .get(s.url("/v2/health/live"))
+        .header("x-request-id", "trace-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "trace-42");
+    let r = s.client.get(s.url("/v2/health/live")).send().await.unwrap();
+    let generated = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(generated.len() >= 8, "{generated}");
+    let r = s
+        .client
+        .get(s.url("/v2/health/live"))
+        .header("x-request-id", "bad id with spaces")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(r.headers()["x-request-id"], "bad id with spaces");
+    s.stop().await;
+}
