@@ -89,6 +89,7 @@ impl From<SchedulerError> for ApiError {
                 retry_after,
             },
             SchedulerError::ShuttingDown { .. } => ApiError::Unavailable(e.to_string()),
+            SchedulerError::Expired { .. } => ApiError::Timeout(e.to_string()),
             SchedulerError::Internal => ApiError::Internal,
         }
     }

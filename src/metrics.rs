@@ -29,6 +29,8 @@ pub const EXPIRED_TOTAL: &str = "convoy_expired_requests_total";
 pub const MODEL_READY: &str = "convoy_model_ready";
 pub const MODEL_LOAD_DURATION: &str = "convoy_model_load_duration_seconds";
 pub const MODEL_DEVICE: &str = "convoy_model_device";
+pub const BATCH_COST_FIXED: &str = "convoy_batch_cost_fixed_seconds";
+pub const BATCH_COST_PER_UNIT: &str = "convoy_batch_cost_per_unit_seconds";
 
 /// Every name above: the dashboards and alert rules are checked against this list.
 pub const ALL: &[&str] = &[
@@ -48,6 +50,8 @@ pub const ALL: &[&str] = &[
     MODEL_READY,
     MODEL_LOAD_DURATION,
     MODEL_DEVICE,
+    BATCH_COST_FIXED,
+    BATCH_COST_PER_UNIT,
 ];
 
 /// Latency buckets for inference, in seconds: 100 µs to 30 s.
@@ -96,6 +100,9 @@ pub struct ModelMetrics {
     pub queue_depth: Gauge,
     pub cancelled: Counter,
     pub expired: Counter,
+    /// The learned batch cost: fixed part and per unit of work (rows × row elements).
+    pub cost_fixed: Gauge,
+    pub cost_per_unit: Gauge,
 }
 
 impl ModelMetrics {
@@ -121,7 +128,9 @@ impl ModelMetrics {
             batch_rows: histogram!(BATCH_SIZE, "model" => m.clone()),
             queue_depth: gauge!(QUEUE_DEPTH, "model" => m.clone()),
             cancelled: counter!(CANCELLED_TOTAL, "model" => m.clone()),
-            expired: counter!(EXPIRED_TOTAL, "model" => m),
+            expired: counter!(EXPIRED_TOTAL, "model" => m.clone()),
+            cost_fixed: gauge!(BATCH_COST_FIXED, "model" => m.clone()),
+            cost_per_unit: gauge!(BATCH_COST_PER_UNIT, "model" => m),
         })
     }
 

@@ -11,6 +11,7 @@
 //! ```
 
 pub mod batch;
+pub mod cost;
 pub mod policy;
 pub mod queue;
 pub mod scheduler;
@@ -36,6 +37,9 @@ pub enum SchedulerError {
     },
     #[error("model {model:?} is shutting down and takes no new requests")]
     ShuttingDown { model: String },
+    /// The deadline passed while the request waited; it never reached the device.
+    #[error("model {model:?}: the request's deadline passed after {waited_ms} ms in the queue")]
+    Expired { model: String, waited_ms: u64 },
     /// The batch failed on the device or in assembly; detail was logged.
     #[error("inference failed")]
     Internal,
@@ -77,12 +81,21 @@ impl Entry {
                 rows,
                 shape,
                 enqueued: std::time::Instant::now(),
+                deadline: None,
+                priority: 1,
             },
             inputs,
             reply: tx,
             request_id: None,
         };
         (entry, rx)
+    }
+
+    /// Sets when the request stops being worth running, and its priority level.
+    pub fn with_schedule(mut self, deadline: Option<std::time::Instant>, priority: u32) -> Entry {
+        self.pending.deadline = deadline;
+        self.pending.priority = priority;
+        self
     }
 
     /// Tags the entry with its request id (for the log, should its batch fail).

@@ -1,20 +1,31 @@
-//! The dispatch decision: a pure function of the queue and the clock it is handed.
+//! The dispatch decision: a pure function of the queue, the clock it is handed and the
+//! learned batch cost.
 //!
-//! Rules, in order (Triton's dynamic batcher, without its shared cursors):
-//! 1. The batch is the oldest request plus the following requests *of the same shape*
-//!    (requests with other non-batch dimensions are never mixed), in arrival order,
-//!    while the rows fit in `max_batch_size`.
-//! 2. Dispatch at once when that batch is full: it reached `max_batch_size`, or the next
+//! Rules, in order (Triton's dynamic batcher, without its shared cursors, plus
+//! priorities, deadlines and a latency-target window):
+//! 1. Order: by priority level (1 = highest), then age. A request that has waited
+//!    `priority_aging` is treated as top level, so a low level cannot starve.
+//! 2. The batch is the first request in that order plus the following requests *of the
+//!    same shape* (requests with other non-batch dimensions are never mixed), while the
+//!    rows fit in `max_batch_size`.
+//! 3. Dispatch at once when that batch is full: it reached `max_batch_size`, or the next
 //!    same-shape request would not fit.
-//! 3. Dispatch when it reached the largest preferred batch size, trimmed to the longest
+//! 4. Dispatch when it reached the largest preferred batch size, trimmed to the longest
 //!    prefix that lands exactly on a preferred size when one does.
-//! 4. Dispatch when the oldest request has waited `max_queue_delay`.
-//! 5. Otherwise wait until rule 4 would fire (or a new request arrives).
+//! 5. Window: with a fixed `max_queue_delay`, dispatch when the first request has waited
+//!    that long. With a `latency_target`, dispatch at the latest moment that still lets
+//!    the batch finish inside the first request's target, by the learned cost of a batch
+//!    of this size: the batch grows for as long as the load allows.
+//! 6. Otherwise wait until rule 5 would fire or the next deadline passes (so expired
+//!    requests are answered on time), or a request arrives.
 //!
 //! Without dynamic batching every request is dispatched alone, at once.
+//! Requests whose deadline passed are taken out first ([`expired`]) and never reach the
+//! device.
 
 use std::time::{Duration, Instant};
 
+use super::cost::BatchCost;
 use crate::repository::config::BatchingConfig;
 
 /// The shape of a request's non-batch dimensions, all inputs concatenated. Two
@@ -27,6 +38,17 @@ pub struct Pending {
     pub rows: usize,
     pub shape: ShapeKey,
     pub enqueued: Instant,
+    /// When the request stops being worth running (answered 504 instead).
+    pub deadline: Option<Instant>,
+    /// Priority level, 1 = highest.
+    pub priority: u32,
+}
+
+impl Pending {
+    /// Units of work this request adds to a batch: rows × elements per row.
+    pub fn work(&self) -> f64 {
+        (self.rows * self.shape.iter().product::<usize>().max(1)) as f64
+    }
 }
 
 /// The policy's answer.
@@ -40,26 +62,44 @@ pub enum Decision {
     Dispatch(Vec<usize>),
 }
 
-/// Decides what to do with `queue` (oldest first) at time `now`.
-pub fn decide<'a, I>(queue: I, now: Instant, cfg: &BatchingConfig) -> Decision
+/// Positions (ascending) of the requests whose deadline has passed at `now`.
+pub fn expired<'a, I>(queue: I, now: Instant) -> Vec<usize>
 where
     I: IntoIterator<Item = &'a Pending>,
 {
-    let mut iter = queue.into_iter().enumerate();
-    let Some((_, head)) = iter.next() else {
+    queue
+        .into_iter()
+        .enumerate()
+        .filter(|(_, p)| p.deadline.is_some_and(|d| d <= now))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Decides what to do with `queue` (in arrival order) at time `now`.
+pub fn decide<'a, I>(queue: I, now: Instant, cfg: &BatchingConfig, cost: &BatchCost) -> Decision
+where
+    I: IntoIterator<Item = &'a Pending>,
+{
+    let mut order: Vec<(usize, &Pending)> = queue.into_iter().enumerate().collect();
+    if order.is_empty() {
         return Decision::Idle;
-    };
+    }
+    if cfg.priority_levels > 1 {
+        // Stable: equal keys keep arrival order.
+        order.sort_by_key(|(_, p)| effective_level(p, now, cfg));
+    }
+    let head = order[0].1;
     if !cfg.dynamic {
-        return Decision::Dispatch(vec![0]);
+        return Decision::Dispatch(vec![order[0].0]);
     }
     let max = cfg.max_batch_size;
-    // (queue position, rows) of each request taken into the batch.
-    let mut picked = vec![(0, head.rows)];
+    // (queue position, rows) of each request taken into the batch, in batch order.
+    let mut picked = vec![(order[0].0, head.rows)];
     let mut rows = head.rows;
     // `full`: the batch cannot grow any more, whatever arrives later.
     let mut full = rows >= max;
     if !full {
-        for (i, p) in iter {
+        for &(i, p) in &order[1..] {
             if p.shape != head.shape {
                 continue;
             }
@@ -85,14 +125,42 @@ where
         }
     }
     let waited = now.saturating_duration_since(head.enqueued);
-    if waited >= cfg.max_queue_delay {
+    let window_left = match cfg.latency_target {
+        None => cfg.max_queue_delay.saturating_sub(waited),
+        Some(target) => {
+            let work = rows as f64 * head.work() / head.rows.max(1) as f64;
+            match cost.estimate(work) {
+                // Nothing learned yet: run now and learn.
+                None => Duration::ZERO,
+                Some(run) => target.saturating_sub(run).saturating_sub(waited),
+            }
+        }
+    };
+    if window_left.is_zero() {
         return Decision::Dispatch(positions(&picked));
     }
-    Decision::Wait(cfg.max_queue_delay - waited)
+    let next_deadline = order
+        .iter()
+        .filter_map(|(_, p)| p.deadline)
+        .min()
+        .map(|d| d.saturating_duration_since(now));
+    Decision::Wait(match next_deadline {
+        Some(d) if d < window_left => d.max(Duration::from_micros(1)),
+        _ => window_left,
+    })
 }
 
+/// Sort key of rule 1: aged requests count as level 0 (above every real level).
+fn effective_level(p: &Pending, now: Instant, cfg: &BatchingConfig) -> (u32, Instant) {
+    let aged = now.saturating_duration_since(p.enqueued) >= cfg.priority_aging;
+    (if aged { 0 } else { p.priority }, p.enqueued)
+}
+
+/// Queue positions of the picks, ascending (what `Queue::take` wants).
 fn positions(picked: &[(usize, usize)]) -> Vec<usize> {
-    picked.iter().map(|&(i, _)| i).collect()
+    let mut v: Vec<usize> = picked.iter().map(|&(i, _)| i).collect();
+    v.sort_unstable();
+    v
 }
 
 /// Length of the longest prefix of `picked` whose rows add up to a preferred size; all
@@ -125,8 +193,16 @@ mod tests {
             dynamic: max > 1,
             max_queue_delay: Duration::from_micros(delay_us),
             preferred_batch_sizes: preferred.to_vec(),
-            max_queue_rows: 1 << 20,
+            ..BatchingConfig::default()
         }
+    }
+
+    fn decide<'a>(
+        q: impl IntoIterator<Item = &'a Pending>,
+        now: Instant,
+        c: &BatchingConfig,
+    ) -> Decision {
+        super::decide(q, now, c, &BatchCost::default())
     }
 
     /// A request of `rows` rows and shape `[shape]` that arrived `at_us` after `t0`.
@@ -135,6 +211,8 @@ mod tests {
             rows,
             shape: vec![shape].into_boxed_slice(),
             enqueued: t0 + Duration::from_micros(at_us),
+            deadline: None,
+            priority: 1,
         }
     }
 
@@ -237,6 +315,90 @@ mod tests {
         let q = vec![p(1, 10, t0, 0), p(1, 10, t0, 0)];
         assert_eq!(
             decide(&q, t0, &cfg(8, 0, &[])),
+            Decision::Dispatch(vec![0, 1])
+        );
+    }
+
+    #[test]
+    fn higher_priority_batches_first() {
+        let t0 = Instant::now();
+        let mut q = vec![p(1, 10, t0, 0), p(1, 10, t0, 1), p(1, 10, t0, 2)];
+        q[2].priority = 1;
+        q[0].priority = 2;
+        q[1].priority = 2;
+        let mut c = cfg(2, 0, &[]);
+        c.priority_levels = 2;
+        c.priority_aging = Duration::from_secs(10);
+        // The level-1 request leads; the oldest level-2 one fills the batch.
+        assert_eq!(
+            decide(&q, t0 + Duration::from_micros(5), &c),
+            Decision::Dispatch(vec![0, 2])
+        );
+    }
+
+    #[test]
+    fn a_low_level_cannot_starve() {
+        let t0 = Instant::now();
+        // An old level-3 request and a stream of fresh level-1 ones, batches of one.
+        let mut q = vec![p(1, 10, t0, 0), p(1, 10, t0, 900), p(1, 10, t0, 950)];
+        q[0].priority = 3;
+        let mut c = cfg(1, 0, &[]);
+        c.dynamic = false;
+        c.priority_levels = 3;
+        c.priority_aging = Duration::from_micros(500);
+        // Before aging the fresh level-1 request goes first ...
+        assert_eq!(
+            decide(&q, t0 + Duration::from_micros(400), &c),
+            Decision::Dispatch(vec![1])
+        );
+        // ... after waiting `priority_aging` the old one outranks every level.
+        assert_eq!(
+            decide(&q, t0 + Duration::from_micros(1000), &c),
+            Decision::Dispatch(vec![0])
+        );
+    }
+
+    #[test]
+    fn expired_requests_are_found_and_waits_stop_at_deadlines() {
+        let t0 = Instant::now();
+        let mut q = vec![p(1, 10, t0, 0), p(1, 10, t0, 1)];
+        q[1].deadline = Some(t0 + Duration::from_micros(300));
+        assert_eq!(
+            expired(&q, t0 + Duration::from_micros(299)),
+            Vec::<usize>::new()
+        );
+        assert_eq!(expired(&q, t0 + Duration::from_micros(300)), vec![1]);
+        let c = cfg(8, 1000, &[]);
+        // The window has 900 µs left, the deadline 200 µs: wake for the deadline.
+        assert_eq!(
+            decide(&q, t0 + Duration::from_micros(100), &c),
+            Decision::Wait(Duration::from_micros(200))
+        );
+    }
+
+    #[test]
+    fn latency_target_waits_as_long_as_the_learned_cost_allows() {
+        let t0 = Instant::now();
+        let mut c = cfg(64, 0, &[]);
+        c.latency_target = Some(Duration::from_millis(10));
+        let q = vec![p(1, 10, t0, 0), p(1, 10, t0, 0)];
+        // Nothing learned yet: dispatch at once.
+        assert_eq!(
+            super::decide(&q, t0, &c, &BatchCost::default()),
+            Decision::Dispatch(vec![0, 1])
+        );
+        // 1 ms fixed + 0.1 ms per unit; 2 rows × 10 elements = 20 units -> 3 ms.
+        let mut cost = BatchCost::default();
+        for work in [10.0, 100.0, 640.0, 10.0, 100.0, 640.0] {
+            cost.observe(work, Duration::from_secs_f64(1e-3 + 1e-4 * work));
+        }
+        let d = super::decide(&q, t0 + Duration::from_millis(2), &c, &cost);
+        let Decision::Wait(w) = d else {
+            panic!("{d:?}")
+        };
+        assert!((w.as_secs_f64() - 5e-3).abs() < 1e-5, "{w:?}");
+        assert_eq!(
+            super::decide(&q, t0 + Duration::from_millis(7), &c, &cost),
             Decision::Dispatch(vec![0, 1])
         );
     }

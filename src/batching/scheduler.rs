@@ -17,7 +17,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::batch::{split, stack};
-use super::policy::{decide, Decision};
+use super::cost::{BatchCost, CostFit};
+use super::policy::{decide, expired, Decision};
 use super::queue::Queue;
 use super::stats::ModelStats;
 use super::{Entry, Reply, SchedulerError};
@@ -30,6 +31,10 @@ use crate::tensor::Tensor;
 struct Shared {
     model: String,
     cfg: BatchingConfig,
+    /// `cfg` without a window: used while draining at shutdown (nobody else is coming).
+    drain_cfg: BatchingConfig,
+    /// The learned cost of a batch; workers teach it, the policy reads it.
+    cost: Mutex<BatchCost>,
     /// Waiting requests. Held only for admission and for one decision, never across I/O.
     queue: Mutex<Queue>,
     /// Signalled on admission and on shutdown; the scheduler waits on it.
@@ -51,6 +56,8 @@ pub struct Batcher {
 struct Batch {
     inputs: Vec<Tensor>,
     members: Vec<Member>,
+    /// Units of work (rows × elements per row), what the cost model learns from.
+    work: f64,
 }
 
 /// One request inside a batch.
@@ -68,7 +75,13 @@ impl Batcher {
         let shared = Arc::new(Shared {
             model: model.to_string(),
             queue: Mutex::new(Queue::new(model, cfg.max_queue_rows)),
+            drain_cfg: BatchingConfig {
+                max_queue_delay: Duration::ZERO,
+                latency_target: None,
+                ..cfg.clone()
+            },
             cfg,
+            cost: Mutex::new(BatchCost::default()),
             arrived: Condvar::new(),
             slots: Mutex::new(instances),
             slot_freed: Condvar::new(),
@@ -124,6 +137,11 @@ impl Batcher {
         &self.shared.metrics
     }
 
+    /// The learned batch cost (`None` before the first batch).
+    pub fn cost(&self) -> Option<CostFit> {
+        self.shared.cost.lock().expect("cost lock").fit()
+    }
+
     /// Rows waiting right now.
     pub fn queued_rows(&self) -> usize {
         self.shared.queue.lock().expect("queue lock").rows()
@@ -158,19 +176,34 @@ fn scheduler_loop(shared: Arc<Shared>, tx: SyncSender<Batch>) {
 }
 
 /// Blocks until the policy dispatches; `None` once the queue is closed and empty.
+/// Requests whose deadline passed are answered 504 here, before they reach a batch.
 fn next_batch(shared: &Shared) -> Option<Vec<Entry>> {
     let mut q = shared.queue.lock().expect("queue lock");
     loop {
         if q.is_closed() && q.is_empty() {
             return None;
         }
-        // Draining at shutdown: nobody else is coming, do not wait for company.
-        let now = if q.is_closed() {
-            Instant::now() + shared.cfg.max_queue_delay
+        let now = Instant::now();
+        let late = expired(q.pending(), now);
+        if !late.is_empty() {
+            for entry in q.take(&late) {
+                let waited = now.saturating_duration_since(entry.pending.enqueued);
+                let _ = entry.reply.send(Err(SchedulerError::Expired {
+                    model: shared.model.clone(),
+                    waited_ms: waited.as_millis() as u64,
+                }));
+            }
+            shared.metrics.expired.increment(late.len() as u64);
+            shared.metrics.queue_depth.set(q.rows() as f64);
+            continue;
+        }
+        let cfg = if q.is_closed() {
+            &shared.drain_cfg
         } else {
-            Instant::now()
+            &shared.cfg
         };
-        match decide(q.pending(), now, &shared.cfg) {
+        let cost = shared.cost.lock().expect("cost lock").clone();
+        match decide(q.pending(), now, cfg, &cost) {
             Decision::Dispatch(positions) => {
                 let taken = q.take(&positions);
                 shared.metrics.queue_depth.set(q.rows() as f64);
@@ -194,6 +227,7 @@ fn assemble(shared: &Shared, entries: Vec<Entry>) -> Option<Batch> {
     if live.is_empty() {
         return None;
     }
+    let work = live.iter().map(|e| e.pending.work()).sum();
     let refs: Vec<&[Tensor]> = live.iter().map(|e| e.inputs.as_slice()).collect();
     let inputs = match stack(&refs) {
         Ok(inputs) => inputs,
@@ -214,7 +248,11 @@ fn assemble(shared: &Shared, entries: Vec<Entry>) -> Option<Batch> {
             reply: e.reply,
         })
         .collect();
-    Some(Batch { inputs, members })
+    Some(Batch {
+        inputs,
+        members,
+        work,
+    })
 }
 
 /// A device worker: takes batches until the channel closes. A failing or panicking run
@@ -234,10 +272,20 @@ fn worker_loop<B: Backend>(
         shared.slot_freed.notify_one();
         let rows: Vec<usize> = batch.members.iter().map(|m| m.rows).collect();
         let total: usize = rows.iter().sum();
+        let work = batch.work;
         let started = Instant::now();
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| backend.run(batch.inputs)));
         let compute = started.elapsed();
         meter.add(compute);
+        let fit = {
+            let mut cost = shared.cost.lock().expect("cost lock");
+            cost.observe(work, compute);
+            cost.fit()
+        };
+        if let Some(f) = fit {
+            shared.metrics.cost_fixed.set(f.fixed_seconds);
+            shared.metrics.cost_per_unit.set(f.per_unit_seconds);
+        }
         let pieces = match result {
             Ok(Ok(outputs)) => split(outputs, &rows).map_err(|e| e.to_string()),
             Ok(Err(e)) => Err(e.to_string()),
@@ -312,8 +360,8 @@ mod tests {
             max_batch_size: max,
             dynamic: true,
             max_queue_delay: Duration::from_millis(delay_ms),
-            preferred_batch_sizes: vec![],
             max_queue_rows: 1000,
+            ..BatchingConfig::default()
         }
     }
 

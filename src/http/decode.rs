@@ -339,6 +339,46 @@ fn flatten<'a>(
     }
 }
 
+/// Header giving a request's timeout in milliseconds (the v2 `timeout` parameter, in
+/// microseconds as Triton has it, wins when both are given).
+pub const TIMEOUT_HEADER: &str = "x-convoy-timeout-ms";
+
+/// A request's deadline and priority level, from its v2 `parameters` (`timeout` in µs,
+/// `priority` with 0 = the model's default), the timeout header, and the model's defaults.
+pub fn schedule(
+    params: Option<&Map<String, Value>>,
+    header_ms: Option<&str>,
+    cfg: &crate::repository::config::BatchingConfig,
+    arrived: std::time::Instant,
+) -> Result<(Option<std::time::Instant>, u32), ApiError> {
+    use std::time::Duration;
+    let param = |key: &str| params.and_then(|p| p.get(key));
+    let timeout = match (param("timeout"), header_ms) {
+        (Some(v), _) => Some(Duration::from_micros(v.as_u64().filter(|&t| t > 0).ok_or_else(|| {
+            ApiError::BadRequest(format!("parameters.timeout: expected a positive number of microseconds, got {v}"))
+        })?)),
+        (None, Some(h)) => Some(Duration::from_millis(h.trim().parse::<u64>().ok().filter(|&t| t > 0).ok_or_else(|| {
+            ApiError::BadRequest(format!("header {TIMEOUT_HEADER}: expected a positive number of milliseconds, got {h:?}"))
+        })?)),
+        (None, None) => cfg.default_timeout,
+    };
+    let priority = match param("priority") {
+        None => cfg.default_priority,
+        Some(v) => match v.as_u64() {
+            Some(0) => cfg.default_priority,
+            Some(p) if p <= cfg.priority_levels as u64 => p as u32,
+            _ => {
+                return Err(ApiError::Unprocessable(format!(
+                    "parameters.priority: expected 0 (the model's default) or a level in 1..={} (1 = highest), got {v}",
+                    cfg.priority_levels
+                )))
+            }
+        },
+    };
+    // A timeout too large to add to the clock means no deadline.
+    Ok((timeout.and_then(|t| arrived.checked_add(t)), priority))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -501,6 +541,52 @@ mod tests {
             &bytes[..12],
         );
         assert_eq!(short.unwrap_err().status().as_u16(), 400);
+    }
+
+    #[test]
+    fn schedule_reads_timeout_and_priority() {
+        use crate::repository::config::BatchingConfig;
+        use std::time::{Duration, Instant};
+        let cfg = BatchingConfig {
+            priority_levels: 3,
+            default_priority: 2,
+            default_timeout: Some(Duration::from_secs(1)),
+            ..BatchingConfig::default()
+        };
+        let t0 = Instant::now();
+        let params = |v: Value| v.as_object().cloned();
+        assert_eq!(
+            schedule(None, None, &cfg, t0).unwrap(),
+            (Some(t0 + Duration::from_secs(1)), 2)
+        );
+        let p = params(json!({"timeout": 2500, "priority": 1}));
+        assert_eq!(
+            schedule(p.as_ref(), Some("9"), &cfg, t0).unwrap(),
+            (Some(t0 + Duration::from_micros(2500)), 1)
+        );
+        assert_eq!(
+            schedule(None, Some("9"), &cfg, t0).unwrap().0,
+            Some(t0 + Duration::from_millis(9))
+        );
+        let p = params(json!({"priority": 4}));
+        let e = schedule(p.as_ref(), None, &cfg, t0).unwrap_err();
+        assert_eq!(e.status().as_u16(), 422);
+        assert!(e.to_string().contains("1..=3"), "{e}");
+        let p = params(json!({"timeout": "soon"}));
+        assert_eq!(
+            schedule(p.as_ref(), None, &cfg, t0)
+                .unwrap_err()
+                .status()
+                .as_u16(),
+            400
+        );
+        assert_eq!(
+            schedule(None, Some("-1"), &cfg, t0)
+                .unwrap_err()
+                .status()
+                .as_u16(),
+            400
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Map, Value};
 
-use super::decode::decode_inputs;
+use super::decode::{decode_inputs, schedule, TIMEOUT_HEADER};
 use super::dto::*;
 use super::encode::{self, Selected, HEADER_LENGTH};
 use super::{AppState, RequestId};
@@ -235,6 +235,8 @@ fn model_stats_json(m: &Model) -> Value {
         "convoy": {
             "cancelled": s.cancelled,
             "queued_rows": m.batcher.queued_rows(),
+            // The learned cost of a batch: fixed + per_unit × rows × elements per row.
+            "batch_cost": m.batcher.cost(),
         },
     })
 }
@@ -448,8 +450,31 @@ async fn infer_inner(
     let (entry, rx) = Entry::new(valid.tensors, valid.rows, valid.shape_key);
     let mm = m.batcher.metrics();
     mm.preprocess.record(started.elapsed().as_secs_f64());
-    m.batcher.submit(entry.with_request_id(request_id))?;
-    let mut reply = rx.await.map_err(|_| ApiError::Internal)??;
+    let header_ms = headers.get(TIMEOUT_HEADER).and_then(|v| v.to_str().ok());
+    let (deadline, priority) = schedule(
+        request.parameters.as_ref(),
+        header_ms,
+        &m.config.batching,
+        started,
+    )?;
+    m.batcher.submit(
+        entry
+            .with_request_id(request_id)
+            .with_schedule(deadline, priority),
+    )?;
+    let answer = match deadline {
+        // The scheduler answers 504 for a request still queued at its deadline; this
+        // covers one whose batch is still running then.
+        Some(d) => tokio::time::timeout_at(tokio::time::Instant::from_std(d), rx)
+            .await
+            .map_err(|_| {
+                ApiError::Timeout(format!(
+                    "model {model:?}: the request's deadline passed while its batch ran"
+                ))
+            })?,
+        None => rx.await,
+    };
+    let mut reply = answer.map_err(|_| ApiError::Internal)??;
     let post_started = Instant::now();
 
     // Move each output out at its last use; clone only for an output asked twice.

@@ -54,6 +54,21 @@ struct RawBatching {
     preferred_batch_sizes: Vec<usize>,
     #[serde(default = "default_queue_size")]
     max_queue_size: usize,
+    latency_target_ms: Option<f64>,
+    default_timeout_us: Option<u64>,
+    #[serde(default = "one")]
+    priority_levels: u32,
+    #[serde(default = "one")]
+    default_priority_level: u32,
+    #[serde(default = "default_aging_us")]
+    priority_aging_us: u64,
+}
+
+fn one() -> u32 {
+    1
+}
+fn default_aging_us() -> u64 {
+    100_000
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,6 +124,34 @@ pub struct BatchingConfig {
     pub preferred_batch_sizes: Vec<usize>,
     /// Rows that may wait; beyond, requests are refused with 429.
     pub max_queue_rows: usize,
+    /// Replaces the fixed window: dispatch at the latest moment that keeps the oldest
+    /// request inside this target, by the learned batch cost.
+    pub latency_target: Option<Duration>,
+    /// Deadline of requests that do not set their own (`None`: no deadline).
+    pub default_timeout: Option<Duration>,
+    /// Priority levels, 1 = highest; requests without one get `default_priority`.
+    pub priority_levels: u32,
+    pub default_priority: u32,
+    /// After waiting this long a request outranks every level (no starvation).
+    pub priority_aging: Duration,
+}
+
+impl Default for BatchingConfig {
+    /// One request at a time, no window, no deadline, one priority level.
+    fn default() -> BatchingConfig {
+        BatchingConfig {
+            max_batch_size: 1,
+            dynamic: false,
+            max_queue_delay: Duration::ZERO,
+            preferred_batch_sizes: vec![],
+            max_queue_rows: DEFAULT_QUEUE_ROWS,
+            latency_target: None,
+            default_timeout: None,
+            priority_levels: 1,
+            default_priority: 1,
+            priority_aging: Duration::from_micros(default_aging_us()),
+        }
+    }
 }
 
 /// Device workers of this model.
@@ -187,10 +230,7 @@ impl ModelConfig {
         let batching = match raw.dynamic_batching {
             None => BatchingConfig {
                 max_batch_size: raw.max_batch_size,
-                dynamic: false,
-                max_queue_delay: Duration::ZERO,
-                preferred_batch_sizes: vec![],
-                max_queue_rows: DEFAULT_QUEUE_ROWS,
+                ..BatchingConfig::default()
             },
             Some(b) => {
                 let mut preferred = b.preferred_batch_sizes;
@@ -217,12 +257,45 @@ impl ModelConfig {
                         b.max_queue_delay_us
                     )));
                 }
+                let latency_target = match b.latency_target_ms {
+                    None => None,
+                    Some(ms) if ms.is_finite() && ms > 0.0 && ms <= 600_000.0 => {
+                        Some(Duration::from_secs_f64(ms / 1000.0))
+                    }
+                    Some(ms) => {
+                        return Err(invalid(format!(
+                            "field `dynamic_batching.latency_target_ms`: expected a number in (0, 600000], got {ms}"
+                        )))
+                    }
+                };
+                if b.priority_levels == 0 || b.priority_levels > 16 {
+                    return Err(invalid(format!(
+                        "field `dynamic_batching.priority_levels`: expected 1..=16, got {}",
+                        b.priority_levels
+                    )));
+                }
+                if b.default_priority_level == 0 || b.default_priority_level > b.priority_levels {
+                    return Err(invalid(format!(
+                        "field `dynamic_batching.default_priority_level`: expected 1..={} (priority_levels), got {}",
+                        b.priority_levels, b.default_priority_level
+                    )));
+                }
+                if b.default_timeout_us == Some(0) {
+                    return Err(invalid(
+                        "field `dynamic_batching.default_timeout_us`: expected a positive number of microseconds, got 0".into(),
+                    ));
+                }
                 BatchingConfig {
                     max_batch_size: raw.max_batch_size,
                     dynamic: raw.max_batch_size > 1,
                     max_queue_delay: Duration::from_micros(b.max_queue_delay_us),
                     preferred_batch_sizes: preferred,
                     max_queue_rows: b.max_queue_size,
+                    latency_target,
+                    default_timeout: b.default_timeout_us.map(Duration::from_micros),
+                    priority_levels: b.priority_levels,
+                    default_priority: b.default_priority_level,
+                    priority_aging: Duration::from_micros(b.priority_aging_us),
                 }
             }
         };
@@ -354,6 +427,31 @@ dims = [1]
 
         let e = error_of(&GOOD.replace("max_batch_size = 64", ""));
         assert!(e.contains("max_batch_size"), "{e}");
+
+        let scheduling = |extra: &str| {
+            GOOD.replace(
+                "max_queue_delay_us = 500",
+                &format!("max_queue_delay_us = 500\n{extra}"),
+            )
+        };
+        let e = error_of(&scheduling(
+            "priority_levels = 2\ndefault_priority_level = 3",
+        ));
+        assert!(
+            e.contains("default_priority_level") && e.contains("1..=2"),
+            "{e}"
+        );
+        let e = error_of(&scheduling("latency_target_ms = -1.0"));
+        assert!(e.contains("latency_target_ms"), "{e}");
+        let c = parse(&scheduling(
+            "latency_target_ms = 2.5\ndefault_timeout_us = 7000",
+        ))
+        .unwrap();
+        assert_eq!(c.batching.latency_target, Some(Duration::from_micros(2500)));
+        assert_eq!(
+            c.batching.default_timeout,
+            Some(Duration::from_micros(7000))
+        );
     }
 
     #[test]
