@@ -81,6 +81,20 @@ impl ApiError {
     }
 }
 
+impl From<crate::repository::ControlError> for ApiError {
+    fn from(e: crate::repository::ControlError) -> ApiError {
+        use crate::repository::ControlError;
+        match e {
+            ControlError::NotFound(_) | ControlError::NotLoaded(_) => {
+                ApiError::NotFound(e.to_string())
+            }
+            ControlError::Invalid(_) | ControlError::Failed { .. } => {
+                ApiError::Unprocessable(e.to_string())
+            }
+        }
+    }
+}
+
 impl From<SchedulerError> for ApiError {
     fn from(e: SchedulerError) -> ApiError {
         match e {

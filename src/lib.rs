@@ -91,7 +91,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
-    tracing::info!(%addr, models = state.repo.models.len(), "convoy listening");
+    let bound = listener.local_addr().unwrap_or(addr);
+    tracing::info!(addr = %bound, models = state.repo.snapshot().len(), "convoy listening");
     serve(
         state,
         listener,

@@ -5,7 +5,7 @@
 //! the hot path records without formatting or hashing label strings.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
@@ -177,7 +177,10 @@ impl BusyMeter {
             gauge: gauge!(DEVICE_BUSY_RATIO, "model" => model.to_string(), "instance" => instance.to_string()),
             last: Mutex::new((Instant::now(), 0)),
         });
-        meters().lock().expect("meters lock").push(meter.clone());
+        meters()
+            .lock()
+            .expect("meters lock")
+            .push(Arc::downgrade(&meter));
         start_sampler();
         meter
     }
@@ -200,8 +203,9 @@ impl BusyMeter {
     }
 }
 
-fn meters() -> &'static Mutex<Vec<Arc<BusyMeter>>> {
-    static METERS: OnceLock<Mutex<Vec<Arc<BusyMeter>>>> = OnceLock::new();
+/// Live meters; a meter dies with its worker (an unloaded or replaced model).
+fn meters() -> &'static Mutex<Vec<Weak<BusyMeter>>> {
+    static METERS: OnceLock<Mutex<Vec<Weak<BusyMeter>>>> = OnceLock::new();
     METERS.get_or_init(Default::default)
 }
 
@@ -215,7 +219,11 @@ fn start_sampler() {
             .spawn(|| loop {
                 std::thread::sleep(Duration::from_secs(1));
                 let now = Instant::now();
-                let all: Vec<Arc<BusyMeter>> = meters().lock().expect("meters lock").clone();
+                let all: Vec<Arc<BusyMeter>> = {
+                    let mut meters = meters().lock().expect("meters lock");
+                    meters.retain(|m| m.strong_count() > 0);
+                    meters.iter().filter_map(Weak::upgrade).collect()
+                };
                 for m in all {
                     m.sample(now);
                 }

@@ -72,6 +72,15 @@ pub fn router(state: AppState) -> Router {
             "/v2/models/{model}/versions/{version}/infer",
             post(v2::version_infer),
         )
+        .route("/v2/repository/index", post(v2::repository_index))
+        .route(
+            "/v2/repository/models/{model}/load",
+            post(v2::repository_load),
+        )
+        .route(
+            "/v2/repository/models/{model}/unload",
+            post(v2::repository_unload),
+        )
         .route("/metrics", get(v2::metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))

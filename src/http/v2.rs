@@ -23,17 +23,22 @@ use crate::repository::{Model, ModelState, TensorSpec};
 
 pub async fn server_metadata(State(st): State<AppState>) -> Json<ServerMetadataResponse> {
     let mut models = Map::new();
-    for (name, state) in &st.repo.models {
+    for (name, state) in st.repo.snapshot() {
         let device = match state {
             ModelState::Ready(m) => m.device.to_string(),
             ModelState::Failed { .. } => "unavailable".to_string(),
         };
-        models.insert(name.clone(), Value::from(device));
+        models.insert(name, Value::from(device));
     }
     Json(ServerMetadataResponse {
         name: "convoy",
         version: env!("CARGO_PKG_VERSION"),
-        extensions: vec!["binary_tensor_data", "statistics", "model_configuration"],
+        extensions: vec![
+            "binary_tensor_data",
+            "statistics",
+            "model_configuration",
+            "model_repository",
+        ],
         device: DeviceInfo {
             requested: st.device_requested.clone(),
             cuda_available: st.cuda_available,
@@ -60,16 +65,16 @@ pub async fn ready(State(st): State<AppState>) -> Response {
 /// Finds a model by name (and version when given): 404 when unknown, 503 when it failed
 /// to load.
 fn lookup(st: &AppState, name: &str, version: Option<&str>) -> Result<Arc<Model>, ApiError> {
-    let state = st.repo.models.get(name).ok_or_else(|| {
-        let known: Vec<&str> = st.repo.models.keys().map(String::as_str).collect();
+    let state = st.repo.get(name).ok_or_else(|| {
+        let known: Vec<String> = st.repo.snapshot().into_iter().map(|(n, _)| n).collect();
         ApiError::NotFound(format!(
             "model {name:?} not found (models: {})",
             known.join(", ")
         ))
     })?;
-    let config = match state {
+    let config = match &state {
         ModelState::Ready(m) => &m.config,
-        ModelState::Failed { config, .. } => config,
+        ModelState::Failed { config, .. } => config.as_ref(),
     };
     if let Some(v) = version {
         if v != config.version {
@@ -80,7 +85,7 @@ fn lookup(st: &AppState, name: &str, version: Option<&str>) -> Result<Arc<Model>
         }
     }
     match state {
-        ModelState::Ready(m) => Ok(m.clone()),
+        ModelState::Ready(m) => Ok(m),
         ModelState::Failed { .. } => Err(ApiError::Unavailable(format!(
             "model {name:?} failed to load and is not serving; see the server log"
         ))),
@@ -176,7 +181,7 @@ fn triton_config(m: &Model) -> Value {
         "max_batch_size": c.batching.max_batch_size,
         "input": tensors(&c.inputs),
         "output": tensors(&c.outputs),
-        "instance_group": [{"name": c.name, "kind": kind, "count": c.instances.count}],
+        "instance_group": [{"name": c.name, "kind": kind, "count": m.instances}],
     });
     if c.batching.dynamic {
         config["dynamic_batching"] = json!({
@@ -260,14 +265,48 @@ pub async fn version_stats(
 pub async fn all_stats(State(st): State<AppState>) -> Json<Value> {
     let stats: Vec<Value> = st
         .repo
-        .models
-        .values()
-        .filter_map(|s| match s {
-            ModelState::Ready(m) => Some(model_stats_json(m)),
+        .snapshot()
+        .into_iter()
+        .filter_map(|(_, s)| match s {
+            ModelState::Ready(m) => Some(model_stats_json(&m)),
             ModelState::Failed { .. } => None,
         })
         .collect();
     Json(json!({"model_stats": stats}))
+}
+
+/// `POST /v2/repository/index`: every model on disk or loaded, with its state.
+pub async fn repository_index(
+    State(st): State<AppState>,
+) -> Json<Vec<crate::repository::IndexEntry>> {
+    let repo = st.repo.clone();
+    // Reads model.toml files: keep it off the async workers.
+    Json(
+        tokio::task::spawn_blocking(move || repo.index())
+            .await
+            .unwrap_or_default(),
+    )
+}
+
+/// `POST /v2/repository/models/{m}/load`: load, or reload with no request lost.
+pub async fn repository_load(
+    State(st): State<AppState>,
+    Path(model): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let repo = st.repo.clone();
+    tokio::task::spawn_blocking(move || repo.load_model(&model))
+        .await
+        .map_err(|_| ApiError::Internal)??;
+    Ok(Json(json!({})))
+}
+
+/// `POST /v2/repository/models/{m}/unload`: new requests get 404, queued ones finish.
+pub async fn repository_unload(
+    State(st): State<AppState>,
+    Path(model): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    st.repo.unload_model(&model)?;
+    Ok(Json(json!({})))
 }
 
 pub async fn metrics(State(st): State<AppState>) -> Response {
@@ -328,7 +367,7 @@ async fn infer_counted(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
-    let known = st.repo.ready(&model).cloned();
+    let known = st.repo.ready(&model);
     // Only served models get their own label value: cardinality stays bounded.
     let mm = match &known {
         Some(m) => m.batcher.metrics().clone(),

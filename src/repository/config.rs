@@ -157,8 +157,10 @@ impl Default for BatchingConfig {
 /// Device workers of this model.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InstanceConfig {
-    /// Sessions (each on its own worker thread) fed by one scheduler.
-    pub count: usize,
+    /// Sessions (each on its own worker thread) fed by one scheduler. `None`: 1 on CPU
+    /// (intra-op threads already use the cores), 2 on CUDA (one batch copies while
+    /// another computes).
+    pub count: Option<usize>,
     /// ONNX Runtime intra-op threads per session (0 = the server default).
     pub intra_op_threads: usize,
 }
@@ -303,8 +305,7 @@ impl ModelConfig {
         let inputs = tensor_specs(&raw.inputs, "input", &invalid)?;
         let outputs = tensor_specs(&raw.outputs, "output", &invalid)?;
 
-        let count = raw.instances.count.unwrap_or(1);
-        if count == 0 || count > 64 {
+        if let Some(count) = raw.instances.count.filter(|c| !(1..=64).contains(c)) {
             return Err(invalid(format!(
                 "field `instances.count`: expected 1..=64, got {count}"
             )));
@@ -322,7 +323,7 @@ impl ModelConfig {
             inputs,
             outputs,
             instances: InstanceConfig {
-                count,
+                count: raw.instances.count,
                 intra_op_threads: raw.instances.intra_op_threads.unwrap_or(0),
             },
         })
@@ -397,7 +398,7 @@ dims = [1]
         assert_eq!(c.batching.preferred_batch_sizes, vec![16, 64]);
         assert_eq!(c.batching.max_queue_delay, Duration::from_micros(500));
         assert_eq!(c.inputs[0].datatype, DataType::F32);
-        assert_eq!(c.instances.count, 1);
+        assert_eq!(c.instances.count, None);
     }
 
     fn error_of(text: &str) -> String {

@@ -7,7 +7,7 @@ pub mod reconcile;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::backend::ort::{OrtBackend, Runtime};
 use crate::backend::{BackendError, Device};
@@ -21,10 +21,23 @@ pub struct Model {
     pub config: ModelConfig,
     /// The device its sessions really run on.
     pub device: Device,
+    /// Device workers (sessions) feeding from its queue.
+    pub instances: usize,
     pub batcher: Batcher,
 }
 
+/// The last handle on a model going away (unloaded or replaced, and every request that
+/// held it answered) closes its queue: the scheduler runs what is queued, then its
+/// threads and sessions end. Handlers that looked the model up before a swap can still
+/// submit to it, so a reload loses nothing.
+impl Drop for Model {
+    fn drop(&mut self) {
+        self.batcher.shutdown();
+    }
+}
+
 /// A repository entry: serving, or failed to load (and says why).
+#[derive(Clone)]
 pub enum ModelState {
     Ready(Arc<Model>),
     /// ONNX Runtime could not load the model file; the other models still serve.
@@ -42,89 +55,251 @@ pub struct LoadOptions {
     pub intra_op_threads: usize,
 }
 
-/// All models of one repository directory.
+/// One line of the repository index (Triton's repository extension).
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct IndexEntry {
+    pub name: String,
+    pub version: String,
+    /// READY, or UNAVAILABLE (failed to load, or not loaded).
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+/// Errors of model control (load/unload), as the admin routes report them.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("model {0:?} is not in the repository")]
+    NotFound(String),
+    #[error("model {0:?} is not loaded")]
+    NotLoaded(String),
+    #[error("{0}")]
+    Invalid(RepositoryError),
+    #[error("model {name:?} failed to load: {message}")]
+    Failed { name: String, message: String },
+}
+
+/// All models of one repository directory. Models can be loaded, reloaded and unloaded
+/// while serving; readers take a cheap snapshot (an `Arc` clone) under a short lock.
 pub struct Repository {
     pub root: PathBuf,
-    pub models: BTreeMap<String, ModelState>,
+    runtime: &'static Runtime,
+    opts: LoadOptions,
+    models: RwLock<BTreeMap<String, ModelState>>,
+    /// Serializes load/unload so two admin calls cannot interleave their swaps.
+    control: Mutex<()>,
 }
 
 impl Repository {
     /// Reads every `<root>/<dir>/model.toml`. Config errors (a bad field, a graph that
     /// disagrees with its config) fail the whole load; a model file ONNX Runtime cannot
-    /// load leaves that one model `Failed`. Must run inside a tokio runtime.
+    /// load leaves that one model `Failed`.
     pub fn load(
         root: &Path,
-        runtime: &Runtime,
+        runtime: &'static Runtime,
         opts: &LoadOptions,
     ) -> Result<Repository, RepositoryError> {
         let configs = discover(root)?;
+        if configs.is_empty() {
+            return Err(RepositoryError::Invalid {
+                path: root.to_path_buf(),
+                message: "no model found (expected <name>/model.toml folders)".into(),
+            });
+        }
         let mut models = BTreeMap::new();
         for config in configs {
             let name = config.name.clone();
-            let started = std::time::Instant::now();
-            let state = match start_model(config.clone(), runtime, opts) {
-                Ok(model) => {
-                    tracing::info!(model = %name, device = %model.device, instances = model.config.instances.count,
-                        max_batch_size = model.config.batching.max_batch_size, "model ready");
-                    ModelState::Ready(Arc::new(model))
-                }
+            let state = match load_one(config.clone(), runtime, opts) {
+                Ok(state) => state,
                 Err(StartError::Config(e)) => return Err(e),
                 Err(StartError::Backend(e)) => {
                     // An explicit `--device cuda` that cannot work is a startup error.
-                    if matches!(e, BackendError::Device { .. }) && opts.device != Device::Auto {
-                        return Err(RepositoryError::Load {
-                            path: config.model_path.clone(),
-                            message: e.to_string(),
-                        });
-                    }
-                    tracing::error!(model = %name, error = %e, "model failed to load; the others still serve");
-                    ModelState::Failed {
-                        config: Box::new(config),
-                        error: e.to_string(),
-                    }
+                    return Err(RepositoryError::Load {
+                        path: config.model_path.clone(),
+                        message: e.to_string(),
+                    });
                 }
             };
-            let device = match &state {
-                ModelState::Ready(m) => Some(m.device.to_string()),
-                ModelState::Failed { .. } => None,
-            };
-            metrics::model_loaded(
-                &name,
-                device.is_some(),
-                started.elapsed(),
-                device.as_deref(),
-            );
             models.insert(name, state);
         }
         Ok(Repository {
             root: root.to_path_buf(),
-            models,
+            runtime,
+            opts: opts.clone(),
+            models: RwLock::new(models),
+            control: Mutex::new(()),
         })
     }
 
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, ModelState>> {
+        self.models.read().expect("repository lock")
+    }
+
+    /// The entry called `name`, if loaded (serving or failed).
+    pub fn get(&self, name: &str) -> Option<ModelState> {
+        self.read().get(name).cloned()
+    }
+
     /// The serving model called `name`, if any.
-    pub fn ready(&self, name: &str) -> Option<&Arc<Model>> {
-        match self.models.get(name) {
-            Some(ModelState::Ready(m)) => Some(m),
+    pub fn ready(&self, name: &str) -> Option<Arc<Model>> {
+        match self.read().get(name) {
+            Some(ModelState::Ready(m)) => Some(m.clone()),
             _ => None,
         }
     }
 
-    /// True when every model serves.
+    /// Every loaded entry, by name.
+    pub fn snapshot(&self) -> Vec<(String, ModelState)> {
+        self.read()
+            .iter()
+            .map(|(n, s)| (n.clone(), s.clone()))
+            .collect()
+    }
+
+    /// True when every loaded model serves.
     pub fn all_ready(&self) -> bool {
-        self.models
+        self.read()
             .values()
             .all(|m| matches!(m, ModelState::Ready(_)))
     }
 
+    /// Every model on disk and in memory, with its state.
+    pub fn index(&self) -> Vec<IndexEntry> {
+        let loaded = self.snapshot();
+        let mut index: BTreeMap<String, IndexEntry> = BTreeMap::new();
+        for c in discover(&self.root).unwrap_or_default() {
+            index.insert(
+                c.name.clone(),
+                IndexEntry {
+                    name: c.name,
+                    version: c.version,
+                    state: "UNAVAILABLE",
+                    reason: "unloaded".into(),
+                },
+            );
+        }
+        for (name, state) in loaded {
+            let entry = match state {
+                ModelState::Ready(m) => IndexEntry {
+                    name: name.clone(),
+                    version: m.config.version.clone(),
+                    state: "READY",
+                    reason: String::new(),
+                },
+                ModelState::Failed { config, error } => IndexEntry {
+                    name: name.clone(),
+                    version: config.version.clone(),
+                    state: "UNAVAILABLE",
+                    reason: error,
+                },
+            };
+            index.insert(name, entry);
+        }
+        index.into_values().collect()
+    }
+
+    /// Loads (or reloads) `name` from disk. On reload the new sessions are created
+    /// first and swapped in atomically; the old batcher then drains what it had queued,
+    /// so no admitted request is lost. Blocking (creates sessions): call it off the
+    /// async runtime.
+    pub fn load_model(&self, name: &str) -> Result<(), ControlError> {
+        let _serial = self.control.lock().expect("control lock");
+        let config = discover(&self.root)
+            .map_err(ControlError::Invalid)?
+            .into_iter()
+            .find(|c| c.name == name)
+            .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
+        let state = match load_one(config, self.runtime, &self.opts) {
+            Ok(ModelState::Failed { error, .. }) => {
+                return Err(ControlError::Failed {
+                    name: name.to_string(),
+                    message: error,
+                })
+            }
+            Ok(state) => state,
+            Err(StartError::Config(e)) => return Err(ControlError::Invalid(e)),
+            Err(StartError::Backend(e)) => {
+                return Err(ControlError::Failed {
+                    name: name.to_string(),
+                    message: e.to_string(),
+                })
+            }
+        };
+        // The old model (if any) drains and stops once its last request is answered.
+        let old = self
+            .models
+            .write()
+            .expect("repository lock")
+            .insert(name.to_string(), state);
+        drop(old);
+        tracing::info!(model = name, "model (re)loaded");
+        Ok(())
+    }
+
+    /// Unloads `name`: new requests get 404, queued ones still run.
+    pub fn unload_model(&self, name: &str) -> Result<(), ControlError> {
+        let _serial = self.control.lock().expect("control lock");
+        let old = self.models.write().expect("repository lock").remove(name);
+        match old {
+            None => Err(ControlError::NotLoaded(name.to_string())),
+            Some(state) => {
+                // Queued requests still run: see `Drop for Model`.
+                drop(state);
+                metrics::model_loaded(name, false, std::time::Duration::ZERO, None);
+                tracing::info!(model = name, "model unloaded");
+                Ok(())
+            }
+        }
+    }
+
     /// Stops taking requests; queued ones still run.
     pub fn shutdown(&self) {
-        for state in self.models.values() {
+        for state in self.read().values() {
             if let ModelState::Ready(m) = state {
                 m.batcher.shutdown();
             }
         }
     }
+}
+
+/// Starts one model: `Ready`, or `Failed` when ONNX Runtime cannot load its file under
+/// `--device auto`/`cpu`. Errors: a config the graph contradicts, or a device that
+/// was asked for explicitly and cannot work.
+fn load_one(
+    config: ModelConfig,
+    runtime: &Runtime,
+    opts: &LoadOptions,
+) -> Result<ModelState, StartError> {
+    let name = config.name.clone();
+    let started = std::time::Instant::now();
+    let state = match start_model(config.clone(), runtime, opts) {
+        Ok(model) => {
+            tracing::info!(model = %name, device = %model.device, instances = model.instances,
+                max_batch_size = model.config.batching.max_batch_size, "model ready");
+            ModelState::Ready(Arc::new(model))
+        }
+        Err(StartError::Backend(e))
+            if !(matches!(e, BackendError::Device { .. }) && opts.device != Device::Auto) =>
+        {
+            tracing::error!(model = %name, error = %e, "model failed to load; the others still serve");
+            ModelState::Failed {
+                config: Box::new(config),
+                error: e.to_string(),
+            }
+        }
+        Err(e) => return Err(e),
+    };
+    let device = match &state {
+        ModelState::Ready(m) => Some(m.device.to_string()),
+        ModelState::Failed { .. } => None,
+    };
+    metrics::model_loaded(
+        &name,
+        device.is_some(),
+        started.elapsed(),
+        device.as_deref(),
+    );
+    Ok(state)
 }
 
 /// Parses every model config under `root`, sorted by directory name.
@@ -150,12 +325,6 @@ fn discover(root: &Path) -> Result<Vec<ModelConfig>, RepositoryError> {
         }
         configs.push(config);
     }
-    if configs.is_empty() {
-        return Err(RepositoryError::Invalid {
-            path: root.to_path_buf(),
-            message: "no model found (expected <name>/model.toml folders)".into(),
-        });
-    }
     Ok(configs)
 }
 
@@ -179,14 +348,20 @@ fn start_model(
         0 => opts.intra_op_threads,
         n => n,
     };
-    let mut backends: Vec<OrtBackend> = Vec::with_capacity(config.instances.count);
-    let mut device = opts.device;
-    for _ in 0..config.instances.count {
-        let (backend, used) = runtime
+    let (first, device) = runtime
+        .session(&config, opts.device, threads)
+        .map_err(StartError::Backend)?;
+    let count = config.instances.count.unwrap_or(match device {
+        Device::Cuda(_) => 2,
+        _ => 1,
+    });
+    let mut backends: Vec<OrtBackend> = Vec::with_capacity(count);
+    backends.push(first);
+    while backends.len() < count {
+        // The rest go where the first one went.
+        let (backend, _) = runtime
             .session(&config, device, threads)
             .map_err(StartError::Backend)?;
-        // All instances go where the first one went.
-        device = used;
         backends.push(backend);
     }
     let toml = config.model_path.with_file_name("model.toml");
@@ -205,6 +380,7 @@ fn start_model(
     Ok(Model {
         config,
         device,
+        instances: count,
         batcher,
     })
 }

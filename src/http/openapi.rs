@@ -1,0 +1,457 @@
+//! The OpenAPI document, Swagger UI at `/docs` and the spec at `/openapi.json`.
+//!
+//! Handlers carry `#[utoipa::path]` annotations and the router is built from them
+//! (`utoipa_axum::routes!`), so a route is served on exactly the path and method its
+//! documentation gives. Each handler declares the error kinds it can return with
+//! [`error_kinds!`]; its error responses are made from those kinds and
+//! [`STATUS_TABLE`], and a test checks every operation's statuses against the
+//! declarations. `openapi/openapi.json` is this document, committed; `tests/openapi.rs`
+//! fails when the two differ.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use axum::Router;
+use serde_json::json;
+use utoipa::openapi::header::Header;
+use utoipa::openapi::response::Response;
+use utoipa::openapi::schema::{AnyOf, Array, Object, Schema, SchemaType, Type};
+use utoipa::openapi::{Content, OpenApi, Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::error::{ErrorResponse, STATUS_TABLE};
+use crate::tensor::DataType;
+
+/// Where Swagger UI is served.
+pub const DOCS_PATH: &str = "/docs";
+/// Where the document is served as JSON.
+pub const SPEC_PATH: &str = "/openapi.json";
+
+/// Top-level fields of the document; the paths come from the router.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Convoy",
+        description = "HTTP/JSON model server: the KServe v2 (Open Inference) protocol with \
+Triton's statistics, model-configuration and binary-tensor extensions, over a dynamic \
+batcher and ONNX Runtime. Errors are `{\"error\": \"...\"}`; 400 means the body is not a \
+well-formed request, 422 a well-formed request that does not fit the model.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    components(schemas(ErrorResponse)),
+    tags(
+        (name = "health", description = "Liveness and readiness"),
+        (name = "metadata", description = "Server and model metadata, Triton's model configuration"),
+        (name = "inference", description = "Inference on a model"),
+        (name = "statistics", description = "Triton's statistics format and Prometheus metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Declares the error kinds (rows of [`STATUS_TABLE`]) a group of handlers can return, as
+/// a type that their `#[utoipa::path]` lists in `responses(...)` and that the status test
+/// reads back through its `KINDS`.
+macro_rules! error_kinds {
+    ($(#[$doc:meta])* $name:ident = [$($kind:literal),* $(,)?]) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl $name {
+            pub const KINDS: &'static [&'static str] = &[$($kind),*];
+        }
+
+        impl utoipa::IntoResponses for $name {
+            fn responses() -> std::collections::BTreeMap<
+                String,
+                utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+            > {
+                $crate::http::openapi::error_responses(Self::KINDS)
+            }
+        }
+    };
+}
+pub(crate) use error_kinds;
+
+/// What a client should read into each kind's status, for the document.
+fn kind_description(kind: &str) -> (&'static str, &'static str) {
+    match kind {
+        "bad_request" => (
+            "The body is not a well-formed request: bad JSON, wrong JSON types, `data` absent, \
+             binary lengths that do not add up.",
+            "invalid request body: missing field `inputs` at line 1 column 2",
+        ),
+        "not_found" => (
+            "No such model or version.",
+            "model \"resnet\" not found (models: mlp)",
+        ),
+        "payload_too_large" => (
+            "The body exceeds `--max-body-bytes`.",
+            "request body exceeds the limit of 33554432 bytes (--max-body-bytes)",
+        ),
+        "unprocessable" => (
+            "Well-formed, but not what the model takes: unknown input or output name, missing \
+             input, wrong datatype, shape or data length, more rows than `max_batch_size`. \
+             The message names the field, the expected and the given value.",
+            "inputs[0].shape: input \"input\" expects [-1, 10] (batch first), got [1, 3] \
+             (dimension 1 should be 10)",
+        ),
+        "too_many_requests" => (
+            "The model's queue is full; retry after `Retry-After` seconds.",
+            "model \"mlp\" queue is full (4096 rows queued, limit 4096)",
+        ),
+        "internal" => (
+            "A batch failed on the device; the detail is in the server log, not here.",
+            "internal error; see the server log",
+        ),
+        "unavailable" => (
+            "The model failed to load, or the server is draining.",
+            "server is shutting down",
+        ),
+        "timeout" => (
+            "The request's deadline passed before it ran.",
+            "deadline passed while queued",
+        ),
+        _ => ("", ""),
+    }
+}
+
+/// The error responses of `kinds`: status from [`STATUS_TABLE`], body
+/// [`ErrorResponse`], and `Retry-After` on 429. Kinds sharing a status share a response.
+pub fn error_responses(kinds: &[&str]) -> BTreeMap<String, RefOr<Response>> {
+    let mut by_status: BTreeMap<u16, Vec<&str>> = BTreeMap::new();
+    for kind in kinds {
+        let status = status_of(kind)
+            .unwrap_or_else(|| panic!("error kind {kind:?} is not in STATUS_TABLE"));
+        by_status.entry(status).or_default().push(kind);
+    }
+    by_status
+        .into_iter()
+        .map(|(status, kinds)| {
+            let descriptions: Vec<&str> = kinds.iter().map(|k| kind_description(k).0).collect();
+            let example = kind_description(kinds[0]).1;
+            let content = Content::builder()
+                .schema(Some(Ref::from_schema_name(ErrorResponse::name())))
+                .example(Some(json!({ "error": example })))
+                .build();
+            let mut response = Response::builder()
+                .description(descriptions.join(" "))
+                .content("application/json", content);
+            if kinds.contains(&"too_many_requests") {
+                response = response.header(
+                    "Retry-After",
+                    Header::builder()
+                        .schema(u64::schema())
+                        .description(Some(
+                            "Always present: seconds to wait, derived from the measured \
+                             device time per row of the queued work (at least 1).",
+                        ))
+                        .build(),
+                );
+            }
+            (status.to_string(), RefOr::T(response.build()))
+        })
+        .collect()
+}
+
+/// The status of an error kind, from [`STATUS_TABLE`].
+pub fn status_of(kind: &str) -> Option<u16> {
+    STATUS_TABLE
+        .iter()
+        .find(|(k, _)| *k == kind)
+        .map(|(_, s)| s.as_u16())
+}
+
+/// The whole document, without a running server (`convoy openapi` prints it).
+pub fn document() -> OpenApi {
+    super::api_routes().into_openapi()
+}
+
+/// [`document`] as the pretty JSON committed in `openapi/openapi.json`.
+pub fn document_json() -> String {
+    let mut text = document()
+        .to_pretty_json()
+        .expect("the OpenAPI document always serializes");
+    text.push('\n');
+    text
+}
+
+/// Swagger UI at [`DOCS_PATH`] and the document at [`SPEC_PATH`], served from the binary
+/// (the UI's files are vendored into the crate at build time; nothing is downloaded).
+pub fn docs_routes<S: Clone + Send + Sync + 'static>(spec: OpenApi) -> Router<S> {
+    SwaggerUi::new(DOCS_PATH).url(SPEC_PATH, spec).into()
+}
+
+// ---- Schemas of values that have no Rust type of their own ----
+
+fn typed(t: Type) -> Object {
+    Object::with_type(t)
+}
+
+/// A tensor element type the server serves: the names in [`DataType::ALL`].
+pub struct Datatype;
+
+impl PartialSchema for Datatype {
+    fn schema() -> RefOr<Schema> {
+        Object::builder()
+            .schema_type(SchemaType::Type(Type::String))
+            .description(Some("Tensor element type (the ones Convoy serves)."))
+            .enum_values(Some(DataType::ALL.iter().map(|d| d.as_str())))
+            .into()
+    }
+}
+
+impl ToSchema for Datatype {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Datatype")
+    }
+}
+
+/// An input tensor's `data`: row-major values, flat or nested by the shape.
+pub struct InputValues;
+
+impl PartialSchema for InputValues {
+    fn schema() -> RefOr<Schema> {
+        let element = AnyOf::builder()
+            .item(typed(Type::Number))
+            .item(typed(Type::Boolean))
+            .item(Ref::from_schema_name(Self::name()))
+            .build();
+        Array::builder()
+            .items(element)
+            .description(Some(
+                "Row-major values, flat (`[1, 2, 3, 4]`) or nested by the shape \
+                 (`[[1, 2], [3, 4]]`): numbers for numeric datatypes, `true`/`false` for \
+                 BOOL. Their count must equal the product of `shape`.",
+            ))
+            .examples([json!([1.0, 2.0, 3.0, 4.0]), json!([[1.0, 2.0], [3.0, 4.0]])])
+            .into()
+    }
+}
+
+impl ToSchema for InputValues {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("InputValues")
+    }
+}
+
+/// An output tensor's `data`: always flat, row-major.
+pub struct OutputValues;
+
+impl PartialSchema for OutputValues {
+    fn schema() -> RefOr<Schema> {
+        let element = AnyOf::builder()
+            .item(typed(Type::Number))
+            .item(typed(Type::Boolean))
+            .item(typed(Type::Null))
+            .build();
+        Array::builder()
+            .items(element)
+            .description(Some(
+                "Flat row-major values (shape gives the layout): numbers, or `true`/`false` \
+                 for BOOL. A NaN or infinite float, which JSON cannot carry, is `null`.",
+            ))
+            .examples([json!([202.71085])])
+            .into()
+    }
+}
+
+impl ToSchema for OutputValues {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("OutputValues")
+    }
+}
+
+/// A body of raw bytes (the binary tensor extension).
+pub struct Binary;
+
+impl PartialSchema for Binary {
+    fn schema() -> RefOr<Schema> {
+        Object::builder()
+            .schema_type(SchemaType::Type(Type::String))
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::Binary,
+            )))
+            .description(Some(
+                "Triton's binary tensor extension: the JSON response \
+                 (`Inference-Header-Content-Length` bytes), then each binary output's raw \
+                 little-endian bytes in order.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for Binary {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Binary")
+    }
+}
+
+// ---- Bodies that handlers build with `json!` (Triton's formats). These types only
+// ---- describe them; tests/openapi.rs checks live responses against the document.
+
+/// A count and the total nanoseconds spent on it.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct StatDuration {
+    count: u64,
+    ns: u64,
+}
+
+/// Per-request outcome and time, as Triton reports them.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct InferStatistics {
+    /// Successful requests, and their total time end to end.
+    success: StatDuration,
+    /// Failed requests (server-side failures).
+    fail: StatDuration,
+    /// Time spent queued.
+    queue: StatDuration,
+    compute_input: StatDuration,
+    /// Device time.
+    compute_infer: StatDuration,
+    compute_output: StatDuration,
+}
+
+/// Executions of one batch size.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct BatchStatistics {
+    batch_size: u64,
+    compute_input: StatDuration,
+    compute_infer: StatDuration,
+    compute_output: StatDuration,
+}
+
+/// Convoy's own counters, next to Triton's.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ConvoyStatistics {
+    /// Requests dropped at batch time because their client had hung up.
+    cancelled: u64,
+    /// Rows waiting in the model's queue now.
+    queued_rows: u64,
+}
+
+/// One model's statistics in Triton's format.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ModelStatistics {
+    name: String,
+    version: String,
+    /// Rows inferred.
+    inference_count: u64,
+    /// Batches executed.
+    execution_count: u64,
+    inference_stats: InferStatistics,
+    batch_stats: Vec<BatchStatistics>,
+    convoy: ConvoyStatistics,
+}
+
+/// `GET /v2/models/stats`, `GET /v2/models/{model}/stats`.
+#[derive(ToSchema)]
+#[schema(example = json!({"model_stats": [{"name": "mlp", "version": "1",
+    "inference_count": 16, "execution_count": 1,
+    "inference_stats": {"success": {"count": 1, "ns": 412000}, "fail": {"count": 0, "ns": 0},
+        "queue": {"count": 1, "ns": 61000}, "compute_input": {"count": 0, "ns": 0},
+        "compute_infer": {"count": 1, "ns": 230000}, "compute_output": {"count": 0, "ns": 0}},
+    "batch_stats": [{"batch_size": 16, "compute_input": {"count": 1, "ns": 0},
+        "compute_infer": {"count": 1, "ns": 230000}, "compute_output": {"count": 1, "ns": 0}}],
+    "convoy": {"cancelled": 0, "queued_rows": 0}}]}))]
+#[allow(dead_code)]
+pub struct ModelStatsResponse {
+    model_stats: Vec<ModelStatistics>,
+}
+
+/// An input or output in Triton's model configuration.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ConfigTensor {
+    name: String,
+    /// `TYPE_` and the datatype, e.g. `TYPE_FP32`.
+    data_type: String,
+    /// Dimensions without the batch dimension, as strings (Triton's int64 encoding);
+    /// `-1` is dynamic.
+    dims: Vec<String>,
+}
+
+/// Device workers in Triton's model configuration.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct InstanceGroup {
+    name: String,
+    /// `KIND_CPU` or `KIND_GPU`.
+    kind: String,
+    count: u64,
+}
+
+/// Queue policy in Triton's model configuration.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct QueuePolicy {
+    /// Rows that may wait; beyond: 429.
+    max_queue_size: u64,
+}
+
+/// Dynamic batching settings in Triton's model configuration.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct DynamicBatching {
+    preferred_batch_size: Vec<u64>,
+    /// Microseconds, as a string (Triton's int64 encoding).
+    max_queue_delay_microseconds: String,
+    default_queue_policy: QueuePolicy,
+}
+
+/// `GET /v2/models/{model}/config`: Triton's model configuration JSON.
+#[derive(ToSchema)]
+#[schema(example = json!({"name": "mlp", "platform": "onnxruntime_onnx",
+    "backend": "onnxruntime", "version_policy": {"latest": {"num_versions": 1}},
+    "max_batch_size": 64,
+    "input": [{"name": "input", "data_type": "TYPE_FP32", "dims": ["10"]}],
+    "output": [{"name": "output", "data_type": "TYPE_FP32", "dims": ["1"]}],
+    "instance_group": [{"name": "mlp", "kind": "KIND_CPU", "count": 1}],
+    "dynamic_batching": {"preferred_batch_size": [64], "max_queue_delay_microseconds": "500",
+        "default_queue_policy": {"max_queue_size": 4096}}}))]
+#[allow(dead_code)]
+pub struct ModelConfigResponse {
+    name: String,
+    platform: String,
+    backend: String,
+    #[schema(value_type = Object)]
+    version_policy: serde_json::Value,
+    /// Rows per batch; 0 or 1 with no `dynamic_batching` means no batching.
+    max_batch_size: u64,
+    input: Vec<ConfigTensor>,
+    output: Vec<ConfigTensor>,
+    instance_group: Vec<InstanceGroup>,
+    /// Present when the model batches dynamically.
+    #[schema(nullable = false)]
+    dynamic_batching: Option<DynamicBatching>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_responses_follow_the_status_table() {
+        let r = error_responses(&["unprocessable", "bad_request", "too_many_requests"]);
+        let statuses: Vec<&str> = r.keys().map(String::as_str).collect();
+        assert_eq!(statuses, ["400", "422", "429"]);
+        let RefOr::T(too_many) = &r["429"] else {
+            panic!("inline response expected")
+        };
+        assert!(too_many.headers.contains_key("Retry-After"));
+        for (kind, _) in STATUS_TABLE {
+            assert!(!kind_description(kind).0.is_empty(), "{kind} has no description");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "not in STATUS_TABLE")]
+    fn unknown_kinds_are_refused() {
+        error_responses(&["teapot"]);
+    }
+}
