@@ -19,6 +19,9 @@ pub struct Cli {
 pub enum Command {
     /// Serve the model repository over the KServe v2 (Open Inference) protocol.
     Serve(ServeConfig),
+    /// Print the OpenAPI document of the HTTP API (JSON) to stdout; Swagger UI serves
+    /// it at /docs. Regenerate the committed copy: `convoy openapi > openapi/openapi.json`.
+    Openapi,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -56,6 +59,11 @@ pub struct ServeConfig {
     #[arg(long, env = "CONVOY_INTRA_OP_THREADS", default_value_t = 1)]
     pub intra_op_threads: usize,
 
+    /// Threads for pre- and post-processing (tokenize, decode, pool, softmax).
+    /// Default: one per core.
+    #[arg(long, env = "CONVOY_PRE_THREADS")]
+    pub pre_threads: Option<usize>,
+
     /// Largest request body accepted, in bytes (larger: 413).
     #[arg(long, env = "CONVOY_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -84,7 +92,9 @@ mod tests {
     fn flags_parse_and_validate() {
         let cli = Cli::try_parse_from(["convoy", "serve", "--port", "9000", "--device", "cuda:1"])
             .unwrap();
-        let Command::Serve(c) = cli.command;
+        let Command::Serve(c) = cli.command else {
+            panic!("serve expected")
+        };
         assert_eq!(c.port, 9000);
         assert_eq!(c.device, Device::Cuda(1));
         let err = Cli::try_parse_from(["convoy", "serve", "--device", "tpu"]).unwrap_err();

@@ -23,6 +23,9 @@ pub enum ApiError {
     /// No such model, version or route.
     #[error("{0}")]
     NotFound(String),
+    /// The route exists, the method does not (the `Allow` header lists those that do).
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// The body exceeds `--max-body-bytes`.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -48,6 +51,7 @@ pub enum ApiError {
 pub const STATUS_TABLE: &[(&str, StatusCode)] = &[
     ("bad_request", StatusCode::BAD_REQUEST),
     ("not_found", StatusCode::NOT_FOUND),
+    ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
     ("payload_too_large", StatusCode::PAYLOAD_TOO_LARGE),
     ("unprocessable", StatusCode::UNPROCESSABLE_ENTITY),
     ("too_many_requests", StatusCode::TOO_MANY_REQUESTS),
@@ -63,6 +67,7 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unprocessable(_) => "unprocessable",
             ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::TooManyRequests { .. } => "too_many_requests",
             ApiError::Unavailable(_) => "unavailable",
@@ -109,16 +114,20 @@ impl From<SchedulerError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    error: &'a str,
+/// The body of every error response.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": "model \"resnet\" not found (models: mlp)"}))]
+pub struct ErrorResponse<'a> {
+    /// What went wrong, naming the field, the expected and the given value; 5xx carry no
+    /// internals.
+    pub error: &'a str,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let message = self.to_string();
         let mut response =
-            (self.status(), axum::Json(ErrorBody { error: &message })).into_response();
+            (self.status(), axum::Json(ErrorResponse { error: &message })).into_response();
         if let ApiError::TooManyRequests { retry_after, .. } = &self {
             let secs = retry_after.as_secs().max(1).to_string();
             if let Ok(v) = HeaderValue::from_str(&secs) {
@@ -139,6 +148,7 @@ mod tests {
             ApiError::BadRequest(String::new()),
             ApiError::Unprocessable(String::new()),
             ApiError::NotFound(String::new()),
+            ApiError::MethodNotAllowed(String::new()),
             ApiError::PayloadTooLarge(String::new()),
             ApiError::TooManyRequests {
                 message: String::new(),

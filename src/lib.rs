@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod pipeline;
 pub mod repository;
 pub mod tensor;
 
@@ -48,6 +49,11 @@ pub fn prepare(config: &ServeConfig) -> anyhow::Result<AppState> {
         ort_library: runtime.library.display().to_string(),
         cuda_available: runtime.cuda_available,
         max_body_bytes: config.max_body_bytes,
+        pool: crate::pipeline::pool::CpuPool::new(
+            config
+                .pre_threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        ),
     })
 }
 

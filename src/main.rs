@@ -28,6 +28,12 @@ fn main() {
                 .map_err(anyhow::Error::from)
                 .and_then(|rt| rt.block_on(convoy::run(config)))
         }
+        Command::Openapi => {
+            use std::io::Write;
+            std::io::stdout()
+                .write_all(convoy::http::openapi::document_json().as_bytes())
+                .map_err(anyhow::Error::from)
+        }
     };
     if let Err(e) = result {
         eprintln!("convoy: error: {e:#}");

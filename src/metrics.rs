@@ -29,6 +29,7 @@ pub const EXPIRED_TOTAL: &str = "convoy_expired_requests_total";
 pub const MODEL_READY: &str = "convoy_model_ready";
 pub const MODEL_LOAD_DURATION: &str = "convoy_model_load_duration_seconds";
 pub const MODEL_DEVICE: &str = "convoy_model_device";
+pub const PADDING_RATIO: &str = "convoy_batch_padding_ratio";
 pub const BATCH_COST_FIXED: &str = "convoy_batch_cost_fixed_seconds";
 pub const BATCH_COST_PER_UNIT: &str = "convoy_batch_cost_per_unit_seconds";
 
@@ -52,6 +53,7 @@ pub const ALL: &[&str] = &[
     MODEL_DEVICE,
     BATCH_COST_FIXED,
     BATCH_COST_PER_UNIT,
+    PADDING_RATIO,
 ];
 
 /// Latency buckets for inference, in seconds: 100 µs to 30 s.
@@ -64,6 +66,9 @@ const BATCH_BUCKETS: &[f64] = &[
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
 ];
 
+/// Ratios in tenths.
+const RATIO_BUCKETS: &[f64] = &[0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
+
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process-wide recorder once and returns the handle `/metrics` renders.
@@ -74,6 +79,9 @@ pub fn install() -> PrometheusHandle {
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
                 .and_then(|b| {
                     b.set_buckets_for_metric(Matcher::Full(BATCH_SIZE.into()), BATCH_BUCKETS)
+                })
+                .and_then(|b| {
+                    b.set_buckets_for_metric(Matcher::Full(PADDING_RATIO.into()), RATIO_BUCKETS)
                 })
                 .expect("static bucket lists are non-empty");
             let recorder = builder.build_recorder();
@@ -97,6 +105,8 @@ pub struct ModelMetrics {
     pub inference: Histogram,
     pub postprocess: Histogram,
     pub batch_rows: Histogram,
+    /// Share of each batch's first input that is padding (text batches).
+    pub padding: Histogram,
     pub queue_depth: Gauge,
     pub cancelled: Counter,
     pub expired: Counter,
@@ -126,6 +136,7 @@ impl ModelMetrics {
             inference: histogram!(INFERENCE_DURATION, "model" => m.clone()),
             postprocess: histogram!(POSTPROCESS_DURATION, "model" => m.clone()),
             batch_rows: histogram!(BATCH_SIZE, "model" => m.clone()),
+            padding: histogram!(PADDING_RATIO, "model" => m.clone()),
             queue_depth: gauge!(QUEUE_DEPTH, "model" => m.clone()),
             cancelled: counter!(CANCELLED_TOTAL, "model" => m.clone()),
             expired: counter!(EXPIRED_TOTAL, "model" => m.clone()),

@@ -169,9 +169,64 @@ impl TensorData {
         true
     }
 
+    /// Appends `rows` rows of `src` (each of shape `from`), each zero-padded at the end
+    /// of every dimension to shape `to` (`to[d] >= from[d]`); false when types differ.
+    pub fn extend_padded(
+        &mut self,
+        src: &TensorData,
+        rows: usize,
+        from: &[usize],
+        to: &[usize],
+    ) -> bool {
+        macro_rules! pad {
+            ($a:expr, $b:expr) => {{
+                let row = element_count(from).unwrap_or(0);
+                for r in 0..rows {
+                    pad_block($a, &$b[r * row..(r + 1) * row], from, to);
+                }
+            }};
+        }
+        match (self, src) {
+            (TensorData::Bool(a), TensorData::Bool(b)) => pad!(a, b),
+            (TensorData::U8(a), TensorData::U8(b)) => pad!(a, b),
+            (TensorData::I8(a), TensorData::I8(b)) => pad!(a, b),
+            (TensorData::I32(a), TensorData::I32(b)) => pad!(a, b),
+            (TensorData::I64(a), TensorData::I64(b)) => pad!(a, b),
+            (TensorData::F32(a), TensorData::F32(b)) => pad!(a, b),
+            (TensorData::F64(a), TensorData::F64(b)) => pad!(a, b),
+            _ => return false,
+        }
+        true
+    }
+
     /// A copy of elements `range` (used to split a batch's output per request).
     pub fn slice(&self, range: std::ops::Range<usize>) -> TensorData {
         map_tensor_data!(self, v => v[range].to_vec())
+    }
+}
+
+/// Appends one block of shape `from` (row-major in `src`), zero-padded to `to`.
+fn pad_block<T: Copy + Default>(out: &mut Vec<T>, src: &[T], from: &[usize], to: &[usize]) {
+    match (from, to) {
+        ([], _) => out.extend_from_slice(&src[..1]),
+        ([f], [t]) => {
+            out.extend_from_slice(&src[..*f]);
+            out.resize(out.len() + (t - f), T::default());
+        }
+        ([f, from_rest @ ..], [t, to_rest @ ..]) => {
+            let src_stride = element_count(from_rest).unwrap_or(0);
+            let dst_stride = element_count(to_rest).unwrap_or(0);
+            for i in 0..*f {
+                pad_block(
+                    out,
+                    &src[i * src_stride..(i + 1) * src_stride],
+                    from_rest,
+                    to_rest,
+                );
+            }
+            out.resize(out.len() + (t - f) * dst_stride, T::default());
+        }
+        _ => {}
     }
 }
 

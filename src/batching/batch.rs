@@ -18,13 +18,19 @@ pub enum BatchError {
 }
 
 /// Concatenates along axis 0: `requests[r][i]` is request r's tensor for input i.
-/// All requests must agree on each input's type and non-batch dimensions.
-pub fn stack(requests: &[&[Tensor]]) -> Result<Vec<Tensor>, BatchError> {
+/// All requests must agree on each input's type and rank; with `ragged`, non-batch
+/// dimensions may differ and every tensor is zero-padded at the end of each dimension
+/// to the largest in the batch (text: token ids and masks of different lengths),
+/// otherwise they must agree too.
+pub fn stack(requests: &[&[Tensor]], ragged: bool) -> Result<Vec<Tensor>, BatchError> {
     let Some(first) = requests.first() else {
         return Ok(vec![]);
     };
     if requests.len() == 1 {
         return Ok(first.to_vec());
+    }
+    if ragged {
+        return stack_padded(requests);
     }
     let mut out = Vec::with_capacity(first.len());
     for (index, head) in first.iter().enumerate() {
@@ -50,6 +56,45 @@ pub fn stack(requests: &[&[Tensor]]) -> Result<Vec<Tensor>, BatchError> {
         out.push(Tensor { shape, data });
     }
     Ok(out)
+}
+
+fn stack_padded(requests: &[&[Tensor]]) -> Result<Vec<Tensor>, BatchError> {
+    let first = requests[0];
+    let mut out = Vec::with_capacity(first.len());
+    for (index, head) in first.iter().enumerate() {
+        let rank = head.shape.len();
+        let mut target = head.shape.clone();
+        target[0] = 0;
+        for r in requests {
+            let t = r.get(index).ok_or(BatchError::Incompatible { index })?;
+            if t.shape.len() != rank || t.data.datatype() != head.data.datatype() {
+                return Err(BatchError::Incompatible { index });
+            }
+            target[0] += t.shape[0];
+            for (slot, &d) in target.iter_mut().zip(&t.shape).skip(1) {
+                *slot = (*slot).max(d);
+            }
+        }
+        let total = element_count(&target).ok_or(BatchError::Incompatible { index })?;
+        let mut data = TensorData::with_capacity(head.data.datatype(), total);
+        for r in requests {
+            pad_into(&mut data, &r[index], &target[1..]);
+        }
+        out.push(Tensor {
+            shape: target,
+            data,
+        });
+    }
+    Ok(out)
+}
+
+/// Appends `t`'s rows to `out`, each zero-padded to the non-batch shape `inner`.
+fn pad_into(out: &mut TensorData, t: &Tensor, inner: &[usize]) {
+    if t.shape[1..] == *inner {
+        out.extend_from(&t.data);
+    } else {
+        out.extend_padded(&t.data, t.shape[0], &t.shape[1..], inner);
+    }
 }
 
 /// Splits each output along axis 0 into consecutive pieces of `rows[r]` rows, one per
@@ -103,7 +148,7 @@ mod tests {
         let a = [t(1, 3, 0.0)];
         let b = [t(1, 4, 0.0)];
         assert_eq!(
-            stack(&[&a[..], &b[..]]),
+            stack(&[&a[..], &b[..]], false),
             Err(BatchError::Incompatible { index: 0 })
         );
     }
@@ -120,6 +165,33 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn ragged_stack_pads_each_row_with_zeros() {
+        let ids = |v: Vec<i64>| Tensor {
+            shape: vec![1, v.len()],
+            data: TensorData::I64(v),
+        };
+        let a = [ids(vec![101, 7, 102])];
+        let b = [ids(vec![101, 102])];
+        let batch = stack(&[&a[..], &b[..]], true).unwrap();
+        assert_eq!(batch[0].shape, vec![2, 3]);
+        assert_eq!(
+            batch[0].data,
+            TensorData::I64(vec![101, 7, 102, 101, 102, 0])
+        );
+        // A 2-D inner shape pads in both dimensions, row-major.
+        let m = |rows: usize, cols: usize| Tensor {
+            shape: vec![1, rows, cols],
+            data: TensorData::F32((0..rows * cols).map(|x| x as f32 + 1.0).collect()),
+        };
+        let batch = stack(&[&[m(1, 2)][..], &[m(2, 1)][..]], true).unwrap();
+        assert_eq!(batch[0].shape, vec![2, 2, 2]);
+        assert_eq!(
+            batch[0].data,
+            TensorData::F32(vec![1.0, 2.0, 0.0, 0.0, 1.0, 0.0, 2.0, 0.0])
+        );
+    }
+
     proptest! {
         /// split ∘ stack = id: nothing lost, duplicated or reordered, for any rows per
         /// request and any number of inputs.
@@ -134,7 +206,7 @@ mod tests {
                     .collect()
             }).collect();
             let refs: Vec<&[Tensor]> = requests.iter().map(|r| r.as_slice()).collect();
-            let batch = stack(&refs).unwrap();
+            let batch = stack(&refs, false).unwrap();
             let total: usize = rows.iter().sum();
             for b in &batch {
                 prop_assert_eq!(b.shape[0], total);

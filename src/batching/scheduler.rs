@@ -227,9 +227,8 @@ fn assemble(shared: &Shared, entries: Vec<Entry>) -> Option<Batch> {
     if live.is_empty() {
         return None;
     }
-    let work = live.iter().map(|e| e.pending.work()).sum();
     let refs: Vec<&[Tensor]> = live.iter().map(|e| e.inputs.as_slice()).collect();
-    let inputs = match stack(&refs) {
+    let inputs = match stack(&refs, shared.cfg.ragged) {
         Ok(inputs) => inputs,
         Err(e) => {
             tracing::error!(model = %shared.model, error = %e, "batch assembly failed");
@@ -239,6 +238,19 @@ fn assemble(shared: &Shared, entries: Vec<Entry>) -> Option<Batch> {
             return None;
         }
     };
+    // Work as the device sees it: elements of the first input, padding included.
+    let padded = inputs.first().map_or(0, |t| t.data.len());
+    let real: usize = live
+        .iter()
+        .map(|e| e.inputs.first().map_or(0, |t| t.data.len()))
+        .sum();
+    if padded > 0 {
+        shared
+            .metrics
+            .padding
+            .record(1.0 - real as f64 / padded as f64);
+    }
+    let work = padded as f64;
     let members = live
         .into_iter()
         .map(|e| Member {

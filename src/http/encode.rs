@@ -6,7 +6,6 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
 use super::dto::{InferOutputResponse, InferResponse};
-use crate::batching::Reply;
 use crate::tensor::{Tensor, TensorData};
 
 /// Header giving the JSON part's length when binary data follows it.
@@ -32,13 +31,13 @@ pub fn to_le_bytes(data: &TensorData) -> Vec<u8> {
     }
 }
 
-/// Serializes the response. Timing headers tell where the time went.
+/// Serializes the response. `timing` headers (`x-convoy-*-us`) tell where time went.
 pub fn response(
     model: &str,
     version: &str,
     id: Option<String>,
     outputs: Vec<Selected>,
-    reply_timing: &Reply,
+    timing: &[(&'static str, u64)],
 ) -> Response {
     let mut tail: Vec<u8> = Vec::new();
     let outputs: Vec<InferOutputResponse> = outputs
@@ -92,15 +91,7 @@ pub fn response(
         );
         json.extend_from_slice(&tail);
     }
-    let timing = [
-        ("x-convoy-queue-us", reply_timing.queue.as_micros() as u64),
-        (
-            "x-convoy-compute-us",
-            reply_timing.compute.as_micros() as u64,
-        ),
-        ("x-convoy-batch-rows", reply_timing.batch_rows as u64),
-    ];
-    for (name, value) in timing {
+    for &(name, value) in timing {
         headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
     }
     (headers, json).into_response()

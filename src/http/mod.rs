@@ -3,7 +3,11 @@
 pub mod decode;
 pub mod dto;
 mod encode;
+pub mod openapi;
 mod request_id;
+mod run;
+mod tasks;
+mod v1;
 mod v2;
 
 pub use request_id::RequestId;
@@ -12,9 +16,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::repository::Repository;
@@ -31,6 +37,8 @@ pub struct AppState {
     pub ort_library: String,
     pub cuda_available: bool,
     pub max_body_bytes: usize,
+    /// The CPU pool pre- and post-processing run on.
+    pub pool: crate::pipeline::pool::CpuPool,
 }
 
 impl AppState {
@@ -39,53 +47,49 @@ impl AppState {
     }
 }
 
-/// All routes.
+/// The documented API: every handler on the path and method its `#[utoipa::path]`
+/// gives, with the OpenAPI document collected from the same annotations.
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(v2::server_metadata))
+        .routes(routes!(v2::live))
+        .routes(routes!(v2::ready))
+        .routes(routes!(v2::all_stats))
+        .routes(routes!(v2::model_metadata))
+        .routes(routes!(v2::model_ready))
+        .routes(routes!(v2::model_config))
+        .routes(routes!(v2::model_stats))
+        .routes(routes!(v2::infer))
+        .routes(routes!(v2::version_metadata))
+        .routes(routes!(v2::version_ready))
+        .routes(routes!(v2::version_config))
+        .routes(routes!(v2::version_stats))
+        .routes(routes!(v2::version_infer))
+        .routes(routes!(v2::repository_index))
+        .routes(routes!(v2::repository_load))
+        .routes(routes!(v2::repository_unload))
+        .routes(routes!(v2::metrics))
+}
+
+/// All routes: the API, Swagger UI at `/docs` and the document at `/openapi.json`.
 pub fn router(state: AppState) -> Router {
     let limit = state.max_body_bytes;
-    Router::new()
-        .route("/v2", get(v2::server_metadata))
-        .route("/v2/health/live", get(v2::live))
-        .route("/v2/health/ready", get(v2::ready))
-        .route("/v2/models/stats", get(v2::all_stats))
-        .route("/v2/models/{model}", get(v2::model_metadata))
-        .route("/v2/models/{model}/ready", get(v2::model_ready))
-        .route("/v2/models/{model}/config", get(v2::model_config))
-        .route("/v2/models/{model}/stats", get(v2::model_stats))
-        .route("/v2/models/{model}/infer", post(v2::infer))
+    let (api, spec) = api_routes().split_for_parts();
+    api.method_not_allowed_fallback(method_not_allowed)
+        .merge(openapi::docs_routes(spec))
+        .route("/v1/embeddings", axum::routing::post(v1::embeddings))
         .route(
-            "/v2/models/{model}/versions/{version}",
-            get(v2::version_metadata),
+            "/v1/models/{model}/classify",
+            axum::routing::post(v1::classify),
         )
-        .route(
-            "/v2/models/{model}/versions/{version}/ready",
-            get(v2::version_ready),
-        )
-        .route(
-            "/v2/models/{model}/versions/{version}/config",
-            get(v2::version_config),
-        )
-        .route(
-            "/v2/models/{model}/versions/{version}/stats",
-            get(v2::version_stats),
-        )
-        .route(
-            "/v2/models/{model}/versions/{version}/infer",
-            post(v2::version_infer),
-        )
-        .route("/v2/repository/index", post(v2::repository_index))
-        .route(
-            "/v2/repository/models/{model}/load",
-            post(v2::repository_load),
-        )
-        .route(
-            "/v2/repository/models/{model}/unload",
-            post(v2::repository_unload),
-        )
-        .route("/metrics", get(v2::metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(state)
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("method {method} not allowed on {}", uri.path()))
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {

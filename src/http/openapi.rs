@@ -45,6 +45,7 @@ well-formed request, 422 a well-formed request that does not fit the model.",
         (name = "metadata", description = "Server and model metadata, Triton's model configuration"),
         (name = "inference", description = "Inference on a model"),
         (name = "statistics", description = "Triton's statistics format and Prometheus metrics"),
+        (name = "repository", description = "Model control: Triton's model repository extension"),
     )
 )]
 pub struct ApiDoc;
@@ -85,6 +86,10 @@ fn kind_description(kind: &str) -> (&'static str, &'static str) {
             "No such model or version.",
             "model \"resnet\" not found (models: mlp)",
         ),
+        "method_not_allowed" => (
+            "The route exists, the method does not; `Allow` lists the methods that do.",
+            "method POST not allowed on /v2 (allowed: GET,HEAD)",
+        ),
         "payload_too_large" => (
             "The body exceeds `--max-body-bytes`.",
             "request body exceeds the limit of 33554432 bytes (--max-body-bytes)",
@@ -121,8 +126,8 @@ fn kind_description(kind: &str) -> (&'static str, &'static str) {
 pub fn error_responses(kinds: &[&str]) -> BTreeMap<String, RefOr<Response>> {
     let mut by_status: BTreeMap<u16, Vec<&str>> = BTreeMap::new();
     for kind in kinds {
-        let status = status_of(kind)
-            .unwrap_or_else(|| panic!("error kind {kind:?} is not in STATUS_TABLE"));
+        let status =
+            status_of(kind).unwrap_or_else(|| panic!("error kind {kind:?} is not in STATUS_TABLE"));
         by_status.entry(status).or_default().push(kind);
     }
     by_status
@@ -182,6 +187,44 @@ pub fn docs_routes<S: Clone + Send + Sync + 'static>(spec: OpenApi) -> Router<S>
     SwaggerUi::new(DOCS_PATH).url(SPEC_PATH, spec).into()
 }
 
+/// `{model}` in a path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct ModelPath {
+    /// Model name (its folder in the model repository).
+    #[param(example = "mlp")]
+    model: String,
+}
+
+/// `{model}` and `{version}` in a path.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct VersionPath {
+    /// Model name (its folder in the model repository).
+    #[param(example = "mlp")]
+    model: String,
+    /// Model version (the one a model.toml declares; `1` by default).
+    #[param(example = "1")]
+    version: String,
+}
+
+/// The request headers `infer` reads.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct InferHeaders {
+    /// Triton's binary tensor extension: the body is this many bytes of JSON, then the
+    /// inputs' raw bytes (`parameters.binary_data_size` each, in order).
+    #[param(rename = "Inference-Header-Content-Length", nullable = false)]
+    inference_header_content_length: Option<u64>,
+    /// The request's deadline in milliseconds (`parameters.timeout`, in microseconds,
+    /// takes precedence): still queued then, it is answered 504.
+    #[param(rename = "x-convoy-timeout-ms", minimum = 1, nullable = false)]
+    timeout_ms: Option<u64>,
+}
+
 // ---- Schemas of values that have no Rust type of their own ----
 
 fn typed(t: Type) -> Object {
@@ -212,17 +255,23 @@ pub struct InputValues;
 
 impl PartialSchema for InputValues {
     fn schema() -> RefOr<Schema> {
+        // Nesting is spelled out in words, not as a recursive schema: client generators
+        // (openapi-python-client) cannot follow a recursive array.
+        let nested = Array::builder()
+            .items(Object::builder().schema_type(SchemaType::AnyValue))
+            .description(Some(
+                "A nested row: arrays of the same values, nested by the shape.",
+            ));
         let element = AnyOf::builder()
             .item(typed(Type::Number))
             .item(typed(Type::Boolean))
-            .item(Ref::from_schema_name(Self::name()))
-            .build();
+            .item(nested);
         Array::builder()
             .items(element)
             .description(Some(
                 "Row-major values, flat (`[1, 2, 3, 4]`) or nested by the shape \
-                 (`[[1, 2], [3, 4]]`): numbers for numeric datatypes, `true`/`false` for \
-                 BOOL. Their count must equal the product of `shape`.",
+                 (`[[1, 2], [3, 4]]`, any depth up to 32): numbers for numeric datatypes, \
+                 `true`/`false` for BOOL. Their count must equal the product of `shape`.",
             ))
             .examples([json!([1.0, 2.0, 3.0, 4.0]), json!([[1.0, 2.0], [3.0, 4.0]])])
             .into()
@@ -243,8 +292,7 @@ impl PartialSchema for OutputValues {
         let element = AnyOf::builder()
             .item(typed(Type::Number))
             .item(typed(Type::Boolean))
-            .item(typed(Type::Null))
-            .build();
+            .item(typed(Type::Null));
         Array::builder()
             .items(element)
             .description(Some(
@@ -324,6 +372,17 @@ pub struct BatchStatistics {
     compute_output: StatDuration,
 }
 
+/// The learned cost of a batch: `fixed_seconds + per_unit_seconds × rows × elements per
+/// row`. `null` fields: not a finite number.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct BatchCost {
+    fixed_seconds: Option<f64>,
+    per_unit_seconds: Option<f64>,
+    /// Batches the fit has seen.
+    samples: u64,
+}
+
 /// Convoy's own counters, next to Triton's.
 #[derive(ToSchema)]
 #[allow(dead_code)]
@@ -332,6 +391,8 @@ pub struct ConvoyStatistics {
     cancelled: u64,
     /// Rows waiting in the model's queue now.
     queued_rows: u64,
+    /// `null` until enough batches have run to fit it.
+    batch_cost: Option<BatchCost>,
 }
 
 /// One model's statistics in Triton's format.
@@ -421,7 +482,7 @@ pub struct ModelConfigResponse {
     backend: String,
     #[schema(value_type = Object)]
     version_policy: serde_json::Value,
-    /// Rows per batch; 0 or 1 with no `dynamic_batching` means no batching.
+    /// Rows per batch (1 with no `dynamic_batching`: no batching).
     max_batch_size: u64,
     input: Vec<ConfigTensor>,
     output: Vec<ConfigTensor>,
@@ -431,9 +492,121 @@ pub struct ModelConfigResponse {
     dynamic_batching: Option<DynamicBatching>,
 }
 
+/// One model of `POST /v2/repository/index` (Triton's model repository extension).
+#[derive(ToSchema)]
+#[schema(example = json!({"name": "mlp", "version": "1", "state": "READY"}))]
+#[allow(dead_code)]
+pub struct RepositoryIndexEntry {
+    name: String,
+    version: String,
+    state: IndexState,
+    /// Why it is unavailable (absent when ready).
+    #[schema(nullable = false)]
+    reason: Option<String>,
+}
+
+/// A model's state in the repository index.
+#[derive(ToSchema)]
+#[schema(rename_all = "UPPERCASE")]
+#[allow(dead_code)]
+pub enum IndexState {
+    /// Loaded and serving.
+    Ready,
+    /// Failed to load, or not loaded.
+    Unavailable,
+}
+
+/// An empty JSON object, `{}`: the answer of model control on success.
+#[derive(ToSchema)]
+#[schema(example = json!({}))]
+pub struct Empty {}
+
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
+    use crate::http::v2::{InferErrors, LoadErrors, ModelErrors, ReadyErrors, UnloadErrors};
+
+    /// Per operation (its handler's name): the success statuses, and the error kinds the
+    /// handler declares next to itself (the same lists its annotation documents).
+    const ROUTES: &[(&str, &[u16], &[&str])] = &[
+        ("server_metadata", &[200], &[]),
+        ("live", &[200], &[]),
+        ("ready", &[200, 503], &[]),
+        ("all_stats", &[200], &[]),
+        ("metrics", &[200], &[]),
+        ("model_metadata", &[200], ModelErrors::KINDS),
+        ("version_metadata", &[200], ModelErrors::KINDS),
+        ("model_config", &[200], ModelErrors::KINDS),
+        ("version_config", &[200], ModelErrors::KINDS),
+        ("model_stats", &[200], ModelErrors::KINDS),
+        ("version_stats", &[200], ModelErrors::KINDS),
+        ("model_ready", &[200, 503], ReadyErrors::KINDS),
+        ("version_ready", &[200, 503], ReadyErrors::KINDS),
+        ("infer", &[200], InferErrors::KINDS),
+        ("version_infer", &[200], InferErrors::KINDS),
+        ("repository_index", &[200], &[]),
+        ("repository_load", &[200], LoadErrors::KINDS),
+        ("repository_unload", &[200], UnloadErrors::KINDS),
+    ];
+
+    #[test]
+    fn documented_statuses_are_exactly_success_and_declared_error_kinds() {
+        let doc = document();
+        let mut seen = BTreeSet::new();
+        for (path, item) in &doc.paths.paths {
+            let ops = [
+                ("get", &item.get),
+                ("post", &item.post),
+                ("put", &item.put),
+                ("delete", &item.delete),
+                ("patch", &item.patch),
+            ];
+            for (method, op) in ops {
+                let Some(op) = op else { continue };
+                let id = op.operation_id.clone().unwrap_or_default();
+                let (_, success, kinds) = ROUTES
+                    .iter()
+                    .find(|(name, _, _)| *name == id)
+                    .unwrap_or_else(|| panic!("{method} {path} ({id}) is not in ROUTES"));
+                assert!(seen.insert(id.clone()), "{id} documented twice");
+                let mut errors = BTreeSet::new();
+                for kind in *kinds {
+                    let status = status_of(kind).unwrap_or_else(|| {
+                        panic!("{id} declares {kind:?}, which STATUS_TABLE lacks")
+                    });
+                    errors.insert(status);
+                }
+                let success: BTreeSet<u16> = success.iter().copied().collect();
+                assert!(
+                    success.is_disjoint(&errors),
+                    "{id}: a success status is also an error status"
+                );
+                let want: BTreeSet<u16> = success.union(&errors).copied().collect();
+                let got: BTreeSet<u16> = op
+                    .responses
+                    .responses
+                    .keys()
+                    .map(|k| k.parse().expect("numeric status"))
+                    .collect();
+                assert_eq!(got, want, "{method} {path} ({id}): documented statuses");
+                for status in &errors {
+                    let RefOr::T(r) = &op.responses.responses[&status.to_string()] else {
+                        panic!("{id} {status}: inline response expected")
+                    };
+                    let body = serde_json::to_value(&r.content["application/json"]).unwrap();
+                    assert_eq!(
+                        body["schema"]["$ref"], "#/components/schemas/ErrorResponse",
+                        "{id} {status}"
+                    );
+                    assert_eq!(r.headers.contains_key("Retry-After"), *status == 429);
+                }
+            }
+        }
+        let declared: BTreeSet<String> = ROUTES.iter().map(|r| r.0.to_string()).collect();
+        assert_eq!(seen, declared, "ROUTES lists an operation the router lacks");
+    }
 
     #[test]
     fn error_responses_follow_the_status_table() {
@@ -445,7 +618,10 @@ mod tests {
         };
         assert!(too_many.headers.contains_key("Retry-After"));
         for (kind, _) in STATUS_TABLE {
-            assert!(!kind_description(kind).0.is_empty(), "{kind} has no description");
+            assert!(
+                !kind_description(kind).0.is_empty(),
+                "{kind} has no description"
+            );
         }
     }
 

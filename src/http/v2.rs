@@ -15,12 +15,21 @@ use serde_json::{json, Map, Value};
 use super::decode::{decode_inputs, schedule, TIMEOUT_HEADER};
 use super::dto::*;
 use super::encode::{self, Selected, HEADER_LENGTH};
+use super::openapi::{
+    error_kinds, Binary, Empty, InferHeaders, ModelConfigResponse, ModelPath, ModelStatsResponse,
+    RepositoryIndexEntry, VersionPath,
+};
+use super::run::submit_and_wait;
 use super::{AppState, RequestId};
 use crate::batching::Entry;
 use crate::error::ApiError;
 use crate::metrics;
 use crate::repository::{Model, ModelState, TensorSpec};
 
+/// `GET /v2`.
+#[utoipa::path(get, path = "/v2", tag = "metadata",
+    responses((status = 200, description = "Server metadata, with the device each model \
+        really runs on", body = ServerMetadataResponse)))]
 pub async fn server_metadata(State(st): State<AppState>) -> Json<ServerMetadataResponse> {
     let mut models = Map::new();
     for (name, state) in st.repo.snapshot() {
@@ -48,10 +57,20 @@ pub async fn server_metadata(State(st): State<AppState>) -> Json<ServerMetadataR
     })
 }
 
+#[utoipa::path(get, path = "/v2/health/live", tag = "health",
+    responses((status = 200, description = "The process serves HTTP", body = LiveResponse,
+        example = json!({"live": true}))))]
 pub async fn live() -> Json<LiveResponse> {
     Json(LiveResponse { live: true })
 }
 
+#[utoipa::path(get, path = "/v2/health/ready", tag = "health",
+    responses(
+        (status = 200, description = "Every model is loaded", body = ReadyResponse,
+            example = json!({"ready": true})),
+        (status = 503, description = "A model failed to load, or the server is draining",
+            body = ReadyResponse, example = json!({"ready": false})),
+    ))]
 pub async fn ready(State(st): State<AppState>) -> Response {
     let ready = !st.is_shutting_down() && st.repo.all_ready();
     let status = if ready {
@@ -104,15 +123,43 @@ fn tensor_metadata(specs: &[TensorSpec]) -> Vec<TensorMetadata> {
 }
 
 fn metadata(m: &Model) -> ModelMetadataResponse {
+    // A pipeline model is seen from outside through its stages: BYTES in, FP32 out.
+    let (inputs, outputs) = match &m.pipeline {
+        Some(p) => {
+            let sig = p.signature();
+            let tensor = |name: &str, datatype, shape| TensorMetadata {
+                name: name.to_string(),
+                datatype,
+                shape,
+            };
+            (
+                vec![tensor(sig.input, "BYTES", vec![-1])],
+                vec![tensor(sig.output, "FP32", vec![-1, sig.width as i64])],
+            )
+        }
+        None => (
+            tensor_metadata(&m.config.inputs),
+            tensor_metadata(&m.config.outputs),
+        ),
+    };
     ModelMetadataResponse {
         name: m.config.name.clone(),
         versions: vec![m.config.version.clone()],
         platform: m.config.platform.clone(),
-        inputs: tensor_metadata(&m.config.inputs),
-        outputs: tensor_metadata(&m.config.outputs),
+        inputs,
+        outputs,
     }
 }
 
+error_kinds!(
+    /// What the routes that look up one model can return: unknown model or version, or a
+    /// model that failed to load.
+    ModelErrors = ["not_found", "unavailable"]
+);
+
+#[utoipa::path(get, path = "/v2/models/{model}", tag = "metadata", params(ModelPath),
+    responses((status = 200, description = "Model metadata; `-1` marks a dynamic dimension",
+        body = ModelMetadataResponse), ModelErrors))]
 pub async fn model_metadata(
     State(st): State<AppState>,
     Path(model): Path<String>,
@@ -120,6 +167,10 @@ pub async fn model_metadata(
     Ok(Json(metadata(&*lookup(&st, &model, None)?)))
 }
 
+#[utoipa::path(get, path = "/v2/models/{model}/versions/{version}", tag = "metadata",
+    params(VersionPath),
+    responses((status = 200, description = "Model metadata; `-1` marks a dynamic dimension",
+        body = ModelMetadataResponse), ModelErrors))]
 pub async fn version_metadata(
     State(st): State<AppState>,
     Path((model, version)): Path<(String, String)>,
@@ -139,6 +190,19 @@ fn readiness(st: &AppState, model: &str, version: Option<&str>) -> Result<Respon
     }
 }
 
+error_kinds!(
+    /// Model readiness: a model that failed to load is a `{"ready": false}` 503, not an error.
+    ReadyErrors = ["not_found"]
+);
+
+#[utoipa::path(get, path = "/v2/models/{model}/ready", tag = "health", params(ModelPath),
+    responses(
+        (status = 200, description = "The model serves", body = ReadyResponse,
+            example = json!({"ready": true})),
+        (status = 503, description = "The model failed to load, or the server is draining",
+            body = ReadyResponse, example = json!({"ready": false})),
+        ReadyErrors,
+    ))]
 pub async fn model_ready(
     State(st): State<AppState>,
     Path(model): Path<String>,
@@ -146,6 +210,15 @@ pub async fn model_ready(
     readiness(&st, &model, None)
 }
 
+#[utoipa::path(get, path = "/v2/models/{model}/versions/{version}/ready", tag = "health",
+    params(VersionPath),
+    responses(
+        (status = 200, description = "The model serves", body = ReadyResponse,
+            example = json!({"ready": true})),
+        (status = 503, description = "The model failed to load, or the server is draining",
+            body = ReadyResponse, example = json!({"ready": false})),
+        ReadyErrors,
+    ))]
 pub async fn version_ready(
     State(st): State<AppState>,
     Path((model, version)): Path<(String, String)>,
@@ -193,6 +266,9 @@ fn triton_config(m: &Model) -> Value {
     config
 }
 
+#[utoipa::path(get, path = "/v2/models/{model}/config", tag = "metadata", params(ModelPath),
+    responses((status = 200, description = "Triton's model configuration",
+        body = ModelConfigResponse), ModelErrors))]
 pub async fn model_config(
     State(st): State<AppState>,
     Path(model): Path<String>,
@@ -200,6 +276,10 @@ pub async fn model_config(
     Ok(Json(triton_config(&*lookup(&st, &model, None)?)))
 }
 
+#[utoipa::path(get, path = "/v2/models/{model}/versions/{version}/config", tag = "metadata",
+    params(VersionPath),
+    responses((status = 200, description = "Triton's model configuration",
+        body = ModelConfigResponse), ModelErrors))]
 pub async fn version_config(
     State(st): State<AppState>,
     Path((model, version)): Path<(String, String)>,
@@ -246,6 +326,9 @@ fn model_stats_json(m: &Model) -> Value {
     })
 }
 
+#[utoipa::path(get, path = "/v2/models/{model}/stats", tag = "statistics", params(ModelPath),
+    responses((status = 200, description = "The model's statistics in Triton's format",
+        body = ModelStatsResponse), ModelErrors))]
 pub async fn model_stats(
     State(st): State<AppState>,
     Path(model): Path<String>,
@@ -254,6 +337,10 @@ pub async fn model_stats(
     Ok(Json(json!({"model_stats": [model_stats_json(&m)]})))
 }
 
+#[utoipa::path(get, path = "/v2/models/{model}/versions/{version}/stats", tag = "statistics",
+    params(VersionPath),
+    responses((status = 200, description = "The model's statistics in Triton's format",
+        body = ModelStatsResponse), ModelErrors))]
 pub async fn version_stats(
     State(st): State<AppState>,
     Path((model, version)): Path<(String, String)>,
@@ -262,6 +349,9 @@ pub async fn version_stats(
     Ok(Json(json!({"model_stats": [model_stats_json(&m)]})))
 }
 
+#[utoipa::path(get, path = "/v2/models/stats", tag = "statistics",
+    responses((status = 200, description = "Every serving model's statistics in Triton's \
+        format", body = ModelStatsResponse)))]
 pub async fn all_stats(State(st): State<AppState>) -> Json<Value> {
     let stats: Vec<Value> = st
         .repo
@@ -276,6 +366,9 @@ pub async fn all_stats(State(st): State<AppState>) -> Json<Value> {
 }
 
 /// `POST /v2/repository/index`: every model on disk or loaded, with its state.
+#[utoipa::path(post, path = "/v2/repository/index", tag = "repository",
+    responses((status = 200, description = "Every model on disk or loaded, with its state",
+        body = Vec<RepositoryIndexEntry>)))]
 pub async fn repository_index(
     State(st): State<AppState>,
 ) -> Json<Vec<crate::repository::IndexEntry>> {
@@ -288,7 +381,17 @@ pub async fn repository_index(
     )
 }
 
+error_kinds!(
+    /// Loading: not in the repository, a bad model.toml or a model ONNX Runtime cannot
+    /// load, or the loading task failing.
+    LoadErrors = ["not_found", "unprocessable", "internal"]
+);
+
 /// `POST /v2/repository/models/{m}/load`: load, or reload with no request lost.
+#[utoipa::path(post, path = "/v2/repository/models/{model}/load", tag = "repository",
+    params(ModelPath),
+    responses((status = 200, description = "Loaded (or reloaded) and serving", body = Empty),
+        LoadErrors))]
 pub async fn repository_load(
     State(st): State<AppState>,
     Path(model): Path<String>,
@@ -300,7 +403,16 @@ pub async fn repository_load(
     Ok(Json(json!({})))
 }
 
+error_kinds!(
+    /// Unloading: not loaded.
+    UnloadErrors = ["not_found"]
+);
+
 /// `POST /v2/repository/models/{m}/unload`: new requests get 404, queued ones finish.
+#[utoipa::path(post, path = "/v2/repository/models/{model}/unload", tag = "repository",
+    params(ModelPath),
+    responses((status = 200, description = "Unloaded; queued requests still finish",
+        body = Empty), UnloadErrors))]
 pub async fn repository_unload(
     State(st): State<AppState>,
     Path(model): Path<String>,
@@ -309,6 +421,9 @@ pub async fn repository_unload(
     Ok(Json(json!({})))
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "statistics",
+    responses((status = 200, description = "Prometheus text format", body = String,
+        content_type = "text/plain; version=0.0.4")))]
 pub async fn metrics(State(st): State<AppState>) -> Response {
     (
         [(
@@ -320,6 +435,41 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
         .into_response()
 }
 
+error_kinds!(
+    /// Inference: every stage can refuse (body, model, queue, deadline, device).
+    InferErrors = [
+        "bad_request",
+        "not_found",
+        "payload_too_large",
+        "unprocessable",
+        "too_many_requests",
+        "internal",
+        "unavailable",
+        "timeout",
+    ]
+);
+
+#[utoipa::path(post, path = "/v2/models/{model}/infer", tag = "inference",
+    params(ModelPath, InferHeaders),
+    request_body(content = InferRequest, description = "Input tensors as JSON. With Triton's \
+        binary tensor extension the body is this JSON (`Inference-Header-Content-Length` \
+        bytes) followed by the inputs' raw little-endian bytes."),
+    responses(
+        (status = 200, description = "Output tensors. `application/octet-stream` when an \
+            output was asked as binary data: the JSON, then the outputs' bytes.",
+            headers(
+                ("x-convoy-queue-us" = u64, description = "Microseconds the request waited in the queue"),
+                ("x-convoy-compute-us" = u64, description = "Microseconds its batch ran on the device"),
+                ("x-convoy-batch-rows" = u64, description = "Rows in the batch it ran in"),
+                ("Inference-Header-Content-Length" = u64, description = "With binary outputs: \
+                    bytes of JSON before the binary data"),
+            ),
+            content(
+                (InferResponse = "application/json"),
+                (Binary = "application/octet-stream"),
+            )),
+        InferErrors,
+    ))]
 pub async fn infer(
     State(st): State<AppState>,
     Path(model): Path<String>,
@@ -330,6 +480,27 @@ pub async fn infer(
     infer_counted(st, model, None, id, headers, body).await
 }
 
+#[utoipa::path(post, path = "/v2/models/{model}/versions/{version}/infer", tag = "inference",
+    params(VersionPath, InferHeaders),
+    request_body(content = InferRequest, description = "Input tensors as JSON. With Triton's \
+        binary tensor extension the body is this JSON (`Inference-Header-Content-Length` \
+        bytes) followed by the inputs' raw little-endian bytes."),
+    responses(
+        (status = 200, description = "Output tensors. `application/octet-stream` when an \
+            output was asked as binary data: the JSON, then the outputs' bytes.",
+            headers(
+                ("x-convoy-queue-us" = u64, description = "Microseconds the request waited in the queue"),
+                ("x-convoy-compute-us" = u64, description = "Microseconds its batch ran on the device"),
+                ("x-convoy-batch-rows" = u64, description = "Rows in the batch it ran in"),
+                ("Inference-Header-Content-Length" = u64, description = "With binary outputs: \
+                    bytes of JSON before the binary data"),
+            ),
+            content(
+                (InferResponse = "application/json"),
+                (Binary = "application/octet-stream"),
+            )),
+        InferErrors,
+    ))]
 pub async fn version_infer(
     State(st): State<AppState>,
     Path((model, version)): Path<(String, String)>,
@@ -445,6 +616,16 @@ async fn infer_inner(
     let (json_part, binary) = split_body(headers, &body)?;
     let request: InferRequest = serde_json::from_slice(json_part)
         .map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")))?;
+    if m.pipeline.is_some() {
+        let sched = super::tasks::task_schedule(
+            &m,
+            request.parameters.as_ref(),
+            headers,
+            request_id,
+            started,
+        )?;
+        return super::tasks::v2_infer(st, &m, request, binary, &sched).await;
+    }
 
     // Which outputs, and in which encoding: decided before queueing, so a bad name
     // costs no device time.
@@ -496,24 +677,10 @@ async fn infer_inner(
         &m.config.batching,
         started,
     )?;
-    m.batcher.submit(
-        entry
-            .with_request_id(request_id)
-            .with_schedule(deadline, priority),
-    )?;
-    let answer = match deadline {
-        // The scheduler answers 504 for a request still queued at its deadline; this
-        // covers one whose batch is still running then.
-        Some(d) => tokio::time::timeout_at(tokio::time::Instant::from_std(d), rx)
-            .await
-            .map_err(|_| {
-                ApiError::Timeout(format!(
-                    "model {model:?}: the request's deadline passed while its batch ran"
-                ))
-            })?,
-        None => rx.await,
-    };
-    let mut reply = answer.map_err(|_| ApiError::Internal)??;
+    let entry = entry
+        .with_request_id(request_id)
+        .with_schedule(deadline, priority);
+    let mut reply = submit_and_wait(&m, entry, rx, deadline).await?;
     let post_started = Instant::now();
 
     // Move each output out at its last use; clone only for an output asked twice.
@@ -532,12 +699,17 @@ async fn infer_inner(
             binary,
         });
     }
+    let timing = [
+        ("x-convoy-queue-us", reply.queue.as_micros() as u64),
+        ("x-convoy-compute-us", reply.compute.as_micros() as u64),
+        ("x-convoy-batch-rows", reply.batch_rows as u64),
+    ];
     let response = encode::response(
         &m.config.name,
         &m.config.version,
         request.id,
         selected,
-        &reply,
+        &timing,
     );
     mm.postprocess.record(post_started.elapsed().as_secs_f64());
     tracing::debug!(

@@ -43,6 +43,7 @@ struct RawConfig {
     outputs: Vec<RawTensor>,
     #[serde(default)]
     instances: RawInstances,
+    pipeline: Option<crate::pipeline::PipelineConfig>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,6 +135,9 @@ pub struct BatchingConfig {
     pub default_priority: u32,
     /// After waiting this long a request outranks every level (no starvation).
     pub priority_aging: Duration,
+    /// Requests of different non-batch shapes share batches, zero-padded to the longest
+    /// (set for text pipelines).
+    pub ragged: bool,
 }
 
 impl Default for BatchingConfig {
@@ -150,6 +154,7 @@ impl Default for BatchingConfig {
             priority_levels: 1,
             default_priority: 1,
             priority_aging: Duration::from_micros(default_aging_us()),
+            ragged: false,
         }
     }
 }
@@ -177,6 +182,9 @@ pub struct ModelConfig {
     pub inputs: Vec<TensorSpec>,
     pub outputs: Vec<TensorSpec>,
     pub instances: InstanceConfig,
+    /// Pre/post-processing stages, checked for kinds and parameters (files are read
+    /// when the model loads).
+    pub pipeline: Option<crate::pipeline::PipelineConfig>,
 }
 
 impl ModelConfig {
@@ -298,6 +306,7 @@ impl ModelConfig {
                     priority_levels: b.priority_levels,
                     default_priority: b.default_priority_level,
                     priority_aging: Duration::from_micros(b.priority_aging_us),
+                    ragged: false,
                 }
             }
         };
@@ -309,6 +318,9 @@ impl ModelConfig {
             return Err(invalid(format!(
                 "field `instances.count`: expected 1..=64, got {count}"
             )));
+        }
+        if let Some(p) = &raw.pipeline {
+            crate::pipeline::Pipeline::validate(p).map_err(invalid)?;
         }
         let model_path = path
             .parent()
@@ -326,6 +338,7 @@ impl ModelConfig {
                 count: raw.instances.count,
                 intra_op_threads: raw.instances.intra_op_threads.unwrap_or(0),
             },
+            pipeline: raw.pipeline,
         })
     }
 }

@@ -13,6 +13,7 @@ use crate::backend::ort::{OrtBackend, Runtime};
 use crate::backend::{BackendError, Device};
 use crate::batching::Batcher;
 use crate::metrics;
+use crate::pipeline::Pipeline;
 pub use config::{ModelConfig, RepositoryError, TensorSpec};
 
 /// A model that serves.
@@ -23,6 +24,8 @@ pub struct Model {
     pub device: Device,
     /// Device workers (sessions) feeding from its queue.
     pub instances: usize,
+    /// Pre/post-processing stages, when `model.toml` declares them.
+    pub pipeline: Option<Pipeline>,
     pub batcher: Batcher,
 }
 
@@ -376,8 +379,19 @@ fn start_model(
         reconcile::specs(&config.inputs, &backends[0].inputs, "input", max).map_err(mismatch)?;
     config.outputs =
         reconcile::specs(&config.outputs, &backends[0].outputs, "output", max).map_err(mismatch)?;
+    let pipeline = match &config.pipeline {
+        None => None,
+        Some(p) => {
+            let dir = config.model_path.parent().unwrap_or_else(|| Path::new("."));
+            let pipeline =
+                Pipeline::load(p, dir, &config.inputs, &config.outputs).map_err(mismatch)?;
+            config.batching.ragged = pipeline.ragged();
+            Some(pipeline)
+        }
+    };
     let batcher = Batcher::start(&config.name, config.batching.clone(), backends);
     Ok(Model {
+        pipeline,
         config,
         device,
         instances: count,

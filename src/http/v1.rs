@@ -1,0 +1,238 @@
+//! `/v1` task routes: OpenAI-compatible embeddings and image classification. Wire types
+//! here; the work is in `tasks`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, Path, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::tasks::{self, f32_base64, task_schedule, Timing};
+use super::{AppState, RequestId};
+use crate::error::ApiError;
+use crate::metrics;
+use crate::repository::Model;
+
+/// `POST /v1/embeddings` body (OpenAI's shape, plus Convoy's `truncate`).
+#[derive(Debug, Deserialize)]
+pub struct EmbeddingsRequest {
+    pub input: Value,
+    pub model: String,
+    #[serde(default)]
+    pub encoding_format: Option<String>,
+    /// Refused unless it equals the model's width (no Matryoshka truncation here).
+    #[serde(default)]
+    pub dimensions: Option<usize>,
+    /// Truncate over-long texts (true) or refuse them with 422 (false); default: the
+    /// model's `pipeline.text.truncate`.
+    #[serde(default)]
+    pub truncate: Option<bool>,
+}
+
+/// `POST /v1/models/{m}/classify` JSON body (or send the image itself as the body with
+/// an image content type).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifyRequest {
+    /// One base64-encoded PNG/JPEG.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Several base64-encoded images.
+    #[serde(default)]
+    pub images: Option<Vec<String>>,
+    #[serde(default)]
+    pub top_k: Option<usize>,
+}
+
+fn body_bytes(st: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| match e.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!(
+            "request body exceeds the limit of {} bytes (--max-body-bytes)",
+            st.max_body_bytes
+        )),
+        _ => ApiError::BadRequest(format!("request body: {e}")),
+    })
+}
+
+fn find(st: &AppState, name: &str) -> Result<Arc<Model>, ApiError> {
+    if st.is_shutting_down() {
+        return Err(ApiError::Unavailable("server is shutting down".into()));
+    }
+    st.repo.ready(name).ok_or_else(|| match st.repo.get(name) {
+        Some(_) => {
+            ApiError::Unavailable(format!("model {name:?} failed to load and is not serving"))
+        }
+        None => ApiError::NotFound(format!("model {name:?} not found")),
+    })
+}
+
+/// Counts the outcome in the model's metrics (or "unknown") and adds timing headers.
+fn finish(
+    st: &AppState,
+    model: &str,
+    started: Instant,
+    result: Result<(Value, Timing), ApiError>,
+) -> Response {
+    let known = st.repo.ready(model);
+    let mm = known.as_ref().map_or_else(
+        || metrics::unknown_model().clone(),
+        |m| m.batcher.metrics().clone(),
+    );
+    let elapsed = started.elapsed();
+    match result {
+        Ok((body, timing)) => {
+            mm.outcome("success");
+            mm.request.record(elapsed.as_secs_f64());
+            if let Some(m) = &known {
+                m.batcher.stats().record_request(true, elapsed);
+            }
+            let mut response = Json(body).into_response();
+            for (name, value) in timing.headers() {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    response
+                        .headers_mut()
+                        .insert(HeaderName::from_static(name), v);
+                }
+            }
+            response
+        }
+        Err(e) => {
+            mm.outcome(e.kind());
+            e.into_response()
+        }
+    }
+}
+
+fn texts_of(input: Value) -> Result<Vec<String>, ApiError> {
+    match input {
+        Value::String(s) => Ok(vec![s]),
+        Value::Array(items) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| match v {
+                Value::String(s) => Ok(s),
+                Value::Array(_) => Err(ApiError::Unprocessable(format!(
+                    "input[{i}]: token arrays are not supported; send text"
+                ))),
+                other => Err(ApiError::Unprocessable(format!(
+                    "input[{i}]: expected a string, got {other}"
+                ))),
+            })
+            .collect(),
+        other => Err(ApiError::Unprocessable(format!(
+            "input: expected a string or an array of strings, got {other}"
+        ))),
+    }
+}
+
+pub async fn embeddings(
+    State(st): State<AppState>,
+    Extension(RequestId(id)): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let mut model = String::new();
+    let result = async {
+        let body = body_bytes(&st, body)?;
+        let req: EmbeddingsRequest = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")))?;
+        model = req.model.clone();
+        let base64 = match req.encoding_format.as_deref() {
+            None | Some("float") => false,
+            Some("base64") => true,
+            Some(other) => {
+                return Err(ApiError::Unprocessable(format!(
+                    "encoding_format: expected \"float\" or \"base64\", got {other:?}"
+                )))
+            }
+        };
+        let m = find(&st, &req.model)?;
+        let texts = texts_of(req.input)?;
+        let sched = task_schedule(&m, None, &headers, id, started)?;
+        let mut timing = Timing::default();
+        let (vectors, tokens) =
+            tasks::embed(&st, &m, texts, req.truncate, "input", &sched, &mut timing).await?;
+        if let Some(d) = req.dimensions {
+            let width = vectors.first().map_or(0, Vec::len);
+            if d != width {
+                return Err(ApiError::Unprocessable(format!(
+                    "dimensions: model {:?} gives {width}-dimensional embeddings, got {d}",
+                    req.model
+                )));
+            }
+        }
+        let data: Vec<Value> = vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let embedding = if base64 { f32_base64(v) } else { json!(v) };
+                json!({"object": "embedding", "index": i, "embedding": embedding})
+            })
+            .collect();
+        let body = json!({
+            "object": "list",
+            "data": data,
+            "model": req.model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        });
+        Ok((body, timing))
+    }
+    .await;
+    finish(&st, &model, started, result)
+}
+
+pub async fn classify(
+    State(st): State<AppState>,
+    Path(model): Path<String>,
+    Extension(RequestId(id)): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let result = async {
+        let m = find(&st, &model)?;
+        let body = body_bytes(&st, body)?;
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let (images, top_k) = if content_type.starts_with("image/")
+            || content_type.starts_with("application/octet-stream")
+        {
+            (vec![body], None)
+        } else {
+            let req: ClassifyRequest = serde_json::from_slice(&body)
+                .map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")))?;
+            let images =
+                match (req.image, req.images) {
+                    (Some(one), None) => vec![tasks::decode_base64("image", &one)?],
+                    (None, Some(many)) => many
+                        .iter()
+                        .enumerate()
+                        .map(|(i, s)| tasks::decode_base64(&format!("images[{i}]"), s))
+                        .collect::<Result<_, _>>()?,
+                    _ => return Err(ApiError::Unprocessable(
+                        "body: give exactly one of `image` (base64) or `images` (array of base64)"
+                            .into(),
+                    )),
+                };
+            (images, req.top_k)
+        };
+        let sched = task_schedule(&m, None, &headers, id, started)?;
+        let mut timing = Timing::default();
+        let results =
+            tasks::classify(&st, &m, images, top_k, "images", &sched, &mut timing).await?;
+        let predictions: Vec<Value> = results.into_iter().map(|(top, _)| json!(top)).collect();
+        Ok((json!({"model": model, "predictions": predictions}), timing))
+    }
+    .await;
+    finish(&st, &model, started, result)
+}

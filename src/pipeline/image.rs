@@ -1,0 +1,270 @@
+//! Image pre-processing: decode PNG/JPEG, resize, centre-crop, normalise, lay out
+//! channels first. Pure over bytes; limits checked before any large allocation.
+
+use std::io::Cursor;
+
+use image::imageops::{self, FilterType};
+use image::{DynamicImage, ImageReader, Limits};
+use serde::Deserialize;
+
+use super::PipelineError;
+
+/// `[pipeline.image]` in model.toml.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ImageParams {
+    /// Resize so the short side is this long, keeping the aspect ratio.
+    pub resize_short: Option<u32>,
+    /// Or resize to exactly [width, height].
+    pub resize: Option<[u32; 2]>,
+    /// Centre-crop to a square of this side after resizing.
+    pub crop: Option<u32>,
+    /// 1 (grayscale) or 3 (RGB).
+    #[serde(default = "three")]
+    pub channels: u32,
+    /// Each value becomes (x − mean) / scale, x in 0..=255.
+    #[serde(default)]
+    pub mean: f32,
+    #[serde(default = "one")]
+    pub scale: f32,
+    /// Largest encoded image accepted, in bytes.
+    #[serde(default = "max_bytes")]
+    pub max_bytes: usize,
+    /// Largest decoded image accepted, in pixels (width × height).
+    #[serde(default = "max_pixels")]
+    pub max_pixels: u64,
+}
+
+fn three() -> u32 {
+    3
+}
+fn one() -> f32 {
+    1.0
+}
+fn max_bytes() -> usize {
+    16 << 20
+}
+fn max_pixels() -> u64 {
+    40_000_000
+}
+
+impl ImageParams {
+    /// Checks the parameters; `Err` names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.resize_short.is_some() == self.resize.is_some() {
+            return Err("pipeline.image: give exactly one of `resize_short` or `resize`".into());
+        }
+        if !matches!(self.channels, 1 | 3) {
+            return Err(format!(
+                "pipeline.image.channels: expected 1 or 3, got {}",
+                self.channels
+            ));
+        }
+        if !(self.scale.is_finite() && self.scale != 0.0 && self.mean.is_finite()) {
+            return Err(
+                "pipeline.image: `mean` must be finite and `scale` finite and non-zero".into(),
+            );
+        }
+        if self.resize_short == Some(0)
+            || self.crop == Some(0)
+            || self.resize.is_some_and(|[w, h]| w == 0 || h == 0)
+        {
+            return Err("pipeline.image: sizes must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// Values per image after pre-processing: channels × height × width.
+    pub fn output_len(&self) -> usize {
+        let (w, h) = match (self.crop, self.resize, self.resize_short) {
+            (Some(c), _, _) => (c, c),
+            (None, Some([w, h]), _) => (w, h),
+            // Without a crop the size depends on the image: known only per image.
+            _ => (0, 0),
+        };
+        (self.channels * w * h) as usize
+    }
+}
+
+/// Decodes and transforms one image into `channels × h × w` floats, channels first.
+pub fn preprocess(bytes: &[u8], p: &ImageParams, field: &str) -> Result<Vec<f32>, PipelineError> {
+    let bad = |msg: String| PipelineError::Input(format!("{field}: {msg}"));
+    if bytes.len() > p.max_bytes {
+        return Err(PipelineError::TooLarge(format!(
+            "{field}: image of {} bytes exceeds the limit of {} bytes",
+            bytes.len(),
+            p.max_bytes
+        )));
+    }
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| bad(format!("cannot read the image: {e}")))?;
+    if reader.format().is_none() {
+        return Err(bad("not a PNG or JPEG image".into()));
+    }
+    let (w, h) = reader
+        .into_dimensions()
+        .map_err(|e| bad(format!("cannot read the image header: {e}")))?;
+    if (w as u64) * (h as u64) > p.max_pixels {
+        return Err(PipelineError::TooLarge(format!(
+            "{field}: image of {w}×{h} pixels exceeds the limit of {} pixels",
+            p.max_pixels
+        )));
+    }
+    reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| bad(format!("cannot read the image: {e}")))?;
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(w);
+    limits.max_image_height = Some(h);
+    limits.max_alloc = Some(p.max_pixels.saturating_mul(16));
+    reader.limits(limits);
+    let img = reader
+        .decode()
+        .map_err(|e| bad(format!("cannot decode the image: {e}")))?;
+    Ok(transform(img, p))
+}
+
+/// Resize, crop, normalise and lay out one decoded image.
+pub fn transform(img: DynamicImage, p: &ImageParams) -> Vec<f32> {
+    let (w, h) = (img.width().max(1), img.height().max(1));
+    let (nw, nh) = match (p.resize, p.resize_short) {
+        (Some([rw, rh]), _) => (rw, rh),
+        (None, Some(short)) => {
+            if w <= h {
+                (
+                    short,
+                    ((h as u64 * short as u64) as f64 / w as f64)
+                        .round()
+                        .max(1.0) as u32,
+                )
+            } else {
+                (
+                    ((w as u64 * short as u64) as f64 / h as f64)
+                        .round()
+                        .max(1.0) as u32,
+                    short,
+                )
+            }
+        }
+        (None, None) => (w, h),
+    };
+    let resized = if p.channels == 1 {
+        DynamicImage::ImageLuma8(imageops::resize(
+            &img.to_luma8(),
+            nw,
+            nh,
+            FilterType::Triangle,
+        ))
+    } else {
+        DynamicImage::ImageRgb8(imageops::resize(
+            &img.to_rgb8(),
+            nw,
+            nh,
+            FilterType::Triangle,
+        ))
+    };
+    let cropped = match p.crop {
+        Some(c) => {
+            let (cw, ch) = (c.min(nw), c.min(nh));
+            resized.crop_imm((nw - cw) / 2, (nh - ch) / 2, cw, ch)
+        }
+        None => resized,
+    };
+    let (cw, ch) = (cropped.width() as usize, cropped.height() as usize);
+    let channels = p.channels as usize;
+    let raw: Vec<u8> = if channels == 1 {
+        cropped.to_luma8().into_raw()
+    } else {
+        cropped.to_rgb8().into_raw()
+    };
+    // Interleaved HWC bytes -> planar CHW floats.
+    let mut out = vec![0f32; channels * cw * ch];
+    for (i, px) in raw.chunks_exact(channels).enumerate() {
+        for (c, &v) in px.iter().enumerate() {
+            out[c * cw * ch + i] = (v as f32 - p.mean) / p.scale;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{ImageBuffer, Rgb};
+
+    fn params() -> ImageParams {
+        ImageParams {
+            resize_short: Some(4),
+            resize: None,
+            crop: Some(2),
+            channels: 3,
+            mean: 127.0,
+            scale: 128.0,
+            max_bytes: 1 << 20,
+            max_pixels: 1 << 20,
+        }
+    }
+
+    fn png(w: u32, h: u32, f: impl Fn(u32, u32) -> [u8; 3]) -> Vec<u8> {
+        let img = ImageBuffer::from_fn(w, h, |x, y| Rgb(f(x, y)));
+        let mut out = Cursor::new(Vec::new());
+        DynamicImage::ImageRgb8(img)
+            .write_to(&mut out, image::ImageFormat::Png)
+            .unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn uniform_image_becomes_normalised_planes() {
+        let bytes = png(8, 16, |_, _| [255, 127, 0]);
+        let v = preprocess(&bytes, &params(), "image").unwrap();
+        assert_eq!(v.len(), 3 * 2 * 2);
+        assert!(v[..4].iter().all(|&x| (x - 1.0).abs() < 1e-6));
+        assert!(v[4..8].iter().all(|&x| x.abs() < 1e-6));
+        assert!(v[8..].iter().all(|&x| (x + 127.0 / 128.0).abs() < 1e-6));
+    }
+
+    #[test]
+    fn short_side_resize_keeps_the_aspect_ratio_then_crops_the_centre() {
+        // Left half black, right half white: after resize 4×8 and centre crop 2×2 the
+        // crop straddles the middle column.
+        let bytes = png(16, 32, |x, _| if x < 8 { [0; 3] } else { [255; 3] });
+        let mut p = params();
+        p.mean = 0.0;
+        p.scale = 255.0;
+        let v = preprocess(&bytes, &p, "image").unwrap();
+        let red = &v[..4];
+        assert!(red[0] < 0.5 && red[1] > 0.5, "{red:?}");
+    }
+
+    #[test]
+    fn garbage_and_oversized_inputs_are_refused_by_name() {
+        let e = preprocess(b"definitely not an image", &params(), "inputs[0]").unwrap_err();
+        assert!(
+            matches!(e, PipelineError::Input(ref m) if m.starts_with("inputs[0]:")),
+            "{e:?}"
+        );
+        let mut p = params();
+        p.max_pixels = 100;
+        let e = preprocess(&png(20, 20, |_, _| [0; 3]), &p, "image").unwrap_err();
+        assert!(
+            matches!(e, PipelineError::TooLarge(ref m) if m.contains("20×20")),
+            "{e:?}"
+        );
+        p.max_bytes = 10;
+        let e = preprocess(&png(2, 2, |_, _| [0; 3]), &p, "image").unwrap_err();
+        assert!(matches!(e, PipelineError::TooLarge(_)), "{e:?}");
+    }
+
+    #[test]
+    fn params_are_validated() {
+        let mut p = params();
+        p.resize = Some([8, 8]);
+        assert!(p.validate().unwrap_err().contains("exactly one"));
+        let mut p = params();
+        p.channels = 2;
+        assert!(p.validate().unwrap_err().contains("channels"));
+        assert_eq!(params().output_len(), 12);
+    }
+}
