@@ -72,6 +72,11 @@ pub struct ServeConfig {
     #[arg(long, env = "CONVOY_SHUTDOWN_TIMEOUT_S", default_value_t = 30)]
     pub shutdown_timeout_s: u64,
 
+    /// Record no metrics (`/metrics` then serves an empty page): for measuring what
+    /// recording costs.
+    #[arg(long, env = "CONVOY_DISABLE_METRICS")]
+    pub disable_metrics: bool,
+
     /// Log format.
     #[arg(long, env = "CONVOY_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

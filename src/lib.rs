@@ -28,7 +28,7 @@ use crate::repository::{LoadOptions, Repository};
 /// Loads ONNX Runtime and the model repository: everything before the first request.
 pub fn prepare(config: &ServeConfig) -> anyhow::Result<AppState> {
     // First: metric handles registered before the recorder exists would be no-ops.
-    let metrics = metrics::install();
+    let metrics = metrics::install(!config.disable_metrics);
     let library = resolve_library(config.ort_lib.as_deref());
     let runtime = Runtime::init(&library)?;
     let opts = LoadOptions {

@@ -1,7 +1,7 @@
 //! Every metric Convoy exports, by name, with the handles that record them.
 //!
 //! Names are `convoy_<thing>_<unit>`; labels are `model` plus bounded sets (`outcome`,
-//! `instance`, `device`). Each model's handles are registered once ([`ModelMetrics`]), so
+//! `worker`, `device`). (`worker`, not `instance`: Prometheus owns `instance`.) Each model's handles are registered once ([`ModelMetrics`]), so
 //! the hot path records without formatting or hashing label strings.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,8 +71,9 @@ const RATIO_BUCKETS: &[f64] = &[0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
-/// Installs the process-wide recorder once and returns the handle `/metrics` renders.
-pub fn install() -> PrometheusHandle {
+/// Installs the process-wide recorder once (unless `record` is false: then every
+/// metric handle is a no-op) and returns the handle `/metrics` renders.
+pub fn install(record: bool) -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
@@ -88,7 +89,9 @@ pub fn install() -> PrometheusHandle {
             let handle = recorder.handle();
             // Fails only when another recorder is installed (an embedding program's): then
             // Convoy's metrics go there and `/metrics` shows what this recorder saw.
-            let _ = metrics::set_global_recorder(recorder);
+            if record {
+                let _ = metrics::set_global_recorder(recorder);
+            }
             handle
         })
         .clone()
@@ -185,7 +188,7 @@ impl BusyMeter {
     pub fn new(model: &str, instance: usize) -> Arc<BusyMeter> {
         let meter = Arc::new(BusyMeter {
             busy_ns: AtomicU64::new(0),
-            gauge: gauge!(DEVICE_BUSY_RATIO, "model" => model.to_string(), "instance" => instance.to_string()),
+            gauge: gauge!(DEVICE_BUSY_RATIO, "model" => model.to_string(), "worker" => instance.to_string()),
             last: Mutex::new((Instant::now(), 0)),
         });
         meters()

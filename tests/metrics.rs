@@ -161,7 +161,7 @@ async fn device_busy_ratio_is_sampled_per_instance() {
     let text = scrape(&s).await;
     let ratio = sample(
         &text,
-        "convoy_device_busy_ratio{model=\"busy\",instance=\"0\"}",
+        "convoy_device_busy_ratio{model=\"busy\",worker=\"0\"}",
     )
     .expect("busy ratio");
     assert!((0.0..=1.0).contains(&ratio), "{ratio}");

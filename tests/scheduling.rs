@@ -177,7 +177,7 @@ async fn two_instances_share_the_queue() {
         .await
         .unwrap();
     for instance in ["0", "1"] {
-        let series = format!("convoy_device_busy_ratio{{model=\"inst\",instance=\"{instance}\"}}");
+        let series = format!("convoy_device_busy_ratio{{model=\"inst\",worker=\"{instance}\"}}");
         assert!(metrics.contains(&series), "{series} missing");
     }
     s.stop().await;

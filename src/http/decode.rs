@@ -230,7 +230,7 @@ fn from_bytes(
             )
         };
     }
-    Ok(match datatype {
+    Ok::<_, ApiError>(match datatype {
         DataType::Bool => TensorData::Bool(bytes.iter().map(|&b| b != 0).collect()),
         DataType::U8 => TensorData::U8(bytes.to_vec()),
         DataType::I8 => TensorData::I8(bytes.iter().map(|&b| b as i8).collect()),
@@ -239,6 +239,24 @@ fn from_bytes(
         DataType::F32 => le!(f32, 4, F32),
         DataType::F64 => le!(f64, 8, F64),
     })
+    .and_then(|data| refuse_non_finite(field, data))
+}
+
+/// NaN and ±Inf policy: refused with 422 naming the first such element. JSON cannot
+/// carry them at all; binary data could, and a model fed NaN answers NaN (or worse,
+/// poisons a whole batch's reductions), so they stop at the door.
+fn refuse_non_finite(field: &str, data: TensorData) -> Result<TensorData, ApiError> {
+    let first_bad = match &data {
+        TensorData::F32(v) => v.iter().position(|x| !x.is_finite()),
+        TensorData::F64(v) => v.iter().position(|x| !x.is_finite()),
+        _ => None,
+    };
+    match first_bad {
+        Some(i) => Err(unprocessable(format!(
+            "{field}: element {i} is NaN or infinite; only finite numbers are accepted"
+        ))),
+        None => Ok(data),
+    }
 }
 
 /// Decodes JSON `data` (flat or nested) into exactly `count` elements of `datatype`.
@@ -586,6 +604,32 @@ mod tests {
                 .status()
                 .as_u16(),
             400
+        );
+    }
+
+    #[test]
+    fn non_finite_binary_floats_are_refused() {
+        let mut bytes = Vec::new();
+        for f in [1.0f32, f32::NAN] {
+            bytes.extend_from_slice(&f.to_le_bytes());
+        }
+        bytes.extend_from_slice(&7i64.to_le_bytes());
+        let inputs = vec![
+            json!({"name": "x", "shape": [1, 2], "datatype": "FP32", "parameters": {"binary_data_size": 8}}),
+            json!({"name": "mask", "shape": [1, 1], "datatype": "INT64", "parameters": {"binary_data_size": 8}}),
+        ];
+        let e = decode_inputs(
+            "m",
+            inputs.into_iter().map(input).collect(),
+            &specs(),
+            4,
+            &bytes,
+        )
+        .unwrap_err();
+        assert_eq!(e.status().as_u16(), 422);
+        assert!(
+            e.to_string().contains("element 1 is NaN or infinite"),
+            "{e}"
         );
     }
 

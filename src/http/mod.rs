@@ -69,6 +69,8 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(v2::repository_load))
         .routes(routes!(v2::repository_unload))
         .routes(routes!(v2::metrics))
+        .routes(routes!(v1::embeddings))
+        .routes(routes!(v1::classify))
 }
 
 /// All routes: the API, Swagger UI at `/docs` and the document at `/openapi.json`.
@@ -77,11 +79,6 @@ pub fn router(state: AppState) -> Router {
     let (api, spec) = api_routes().split_for_parts();
     api.method_not_allowed_fallback(method_not_allowed)
         .merge(openapi::docs_routes(spec))
-        .route("/v1/embeddings", axum::routing::post(v1::embeddings))
-        .route(
-            "/v1/models/{model}/classify",
-            axum::routing::post(v1::classify),
-        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(request_id::layer))

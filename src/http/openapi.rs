@@ -46,6 +46,7 @@ well-formed request, 422 a well-formed request that does not fit the model.",
         (name = "inference", description = "Inference on a model"),
         (name = "statistics", description = "Triton's statistics format and Prometheus metrics"),
         (name = "repository", description = "Model control: Triton's model repository extension"),
+        (name = "tasks", description = "Task routes over the same batching: embeddings, classification"),
     )
 )]
 pub struct ApiDoc;
@@ -210,6 +211,21 @@ pub struct VersionPath {
     version: String,
 }
 
+/// The request header the task routes read.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct TimeoutHeader {
+    /// The request's deadline in milliseconds: still queued then, it is answered 504.
+    #[param(
+        rename = "x-convoy-timeout-ms",
+        minimum = 1,
+        nullable = false,
+        format = "uint64"
+    )]
+    timeout_ms: Option<u64>,
+}
+
 /// The request headers `infer` reads.
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Header)]
@@ -217,11 +233,20 @@ pub struct VersionPath {
 pub struct InferHeaders {
     /// Triton's binary tensor extension: the body is this many bytes of JSON, then the
     /// inputs' raw bytes (`parameters.binary_data_size` each, in order).
-    #[param(rename = "Inference-Header-Content-Length", nullable = false)]
+    #[param(
+        rename = "Inference-Header-Content-Length",
+        nullable = false,
+        format = "uint64"
+    )]
     inference_header_content_length: Option<u64>,
     /// The request's deadline in milliseconds (`parameters.timeout`, in microseconds,
     /// takes precedence): still queued then, it is answered 504.
-    #[param(rename = "x-convoy-timeout-ms", minimum = 1, nullable = false)]
+    #[param(
+        rename = "x-convoy-timeout-ms",
+        minimum = 1,
+        nullable = false,
+        format = "uint64"
+    )]
     timeout_ms: Option<u64>,
 }
 
@@ -320,11 +345,7 @@ impl PartialSchema for Binary {
             .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
                 utoipa::openapi::KnownFormat::Binary,
             )))
-            .description(Some(
-                "Triton's binary tensor extension: the JSON response \
-                 (`Inference-Header-Content-Length` bytes), then each binary output's raw \
-                 little-endian bytes in order.",
-            ))
+            .description(Some("Raw bytes; the operation says what they hold."))
             .into()
     }
 }
@@ -492,6 +513,108 @@ pub struct ModelConfigResponse {
     dynamic_batching: Option<DynamicBatching>,
 }
 
+/// `input` of `POST /v1/embeddings`: one text, or several.
+pub struct EmbeddingsInput;
+
+impl PartialSchema for EmbeddingsInput {
+    fn schema() -> RefOr<Schema> {
+        AnyOf::builder()
+            .item(typed(Type::String))
+            .item(Array::new(typed(Type::String)))
+            .description(Some(
+                "One text, or an array of texts (token arrays are refused).",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for EmbeddingsInput {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("EmbeddingsInput")
+    }
+}
+
+/// One embedding: floats, or with `encoding_format: base64` their little-endian f32
+/// bytes in base64.
+pub struct EmbeddingVector;
+
+impl PartialSchema for EmbeddingVector {
+    fn schema() -> RefOr<Schema> {
+        let number_or_null =
+            Object::builder().schema_type(SchemaType::Array(vec![Type::Number, Type::Null]));
+        AnyOf::builder()
+            .item(Array::new(number_or_null))
+            .item(typed(Type::String))
+            .description(Some(
+                "Floats (`null` for a non-finite value), or a base64 string of little-endian \
+                 f32 bytes with `encoding_format: base64`.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for EmbeddingVector {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("EmbeddingVector")
+    }
+}
+
+/// One item of an embeddings response.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Embedding {
+    /// Always `embedding`.
+    object: String,
+    /// Position of its text in `input`.
+    index: u64,
+    #[schema(value_type = EmbeddingVector)]
+    embedding: (),
+}
+
+/// Token counts of an embeddings request.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct EmbeddingsUsage {
+    prompt_tokens: u64,
+    total_tokens: u64,
+}
+
+/// `POST /v1/embeddings` answer (OpenAI's shape).
+#[derive(ToSchema)]
+#[schema(example = json!({"object": "list", "model": "minilm",
+    "data": [{"object": "embedding", "index": 0, "embedding": [-0.034477, 0.031023, 0.006735]}],
+    "usage": {"prompt_tokens": 4, "total_tokens": 4}}))]
+#[allow(dead_code)]
+pub struct EmbeddingsResponse {
+    /// Always `list`.
+    object: String,
+    data: Vec<Embedding>,
+    model: String,
+    usage: EmbeddingsUsage,
+}
+
+/// One class of a classification.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Prediction {
+    /// Class index in the model's output.
+    index: u64,
+    label: String,
+    /// Probability (softmax); `null` if not finite.
+    score: Option<f32>,
+}
+
+/// `POST /v1/models/{model}/classify` answer.
+#[derive(ToSchema)]
+#[schema(example = json!({"model": "efficientnet", "predictions": [[
+    {"index": 967, "label": "espresso", "score": 0.957}]]}))]
+#[allow(dead_code)]
+pub struct ClassifyResponse {
+    model: String,
+    /// Per image, in order: its top-k classes, best first.
+    predictions: Vec<Vec<Prediction>>,
+}
+
 /// One model of `POST /v2/repository/index` (Triton's model repository extension).
 #[derive(ToSchema)]
 #[schema(example = json!({"name": "mlp", "version": "1", "state": "READY"}))]
@@ -526,6 +649,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+    use crate::http::v1::TaskErrors;
     use crate::http::v2::{InferErrors, LoadErrors, ModelErrors, ReadyErrors, UnloadErrors};
 
     /// Per operation (its handler's name): the success statuses, and the error kinds the
@@ -549,6 +673,8 @@ mod tests {
         ("repository_index", &[200], &[]),
         ("repository_load", &[200], LoadErrors::KINDS),
         ("repository_unload", &[200], UnloadErrors::KINDS),
+        ("embeddings", &[200], TaskErrors::KINDS),
+        ("classify", &[200], TaskErrors::KINDS),
     ];
 
     #[test]

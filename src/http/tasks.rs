@@ -144,6 +144,7 @@ pub async fn embed(
         type_ids,
         output,
         dim,
+        bucketing,
         ..
     }) = &m.pipeline
     else {
@@ -186,11 +187,12 @@ pub async fn embed(
                 .into_iter()
                 .map(|t| t.expect("every input fed"))
                 .collect();
-            (
-                tensors,
-                chunk.len(),
-                vec![length_bucket(len)].into_boxed_slice(),
-            )
+            let key: ShapeKey = if *bucketing {
+                vec![length_bucket(len)].into_boxed_slice()
+            } else {
+                Box::new([])
+            };
+            (tensors, chunk.len(), key)
         })
         .collect();
     timing.pre_us = t0.elapsed().as_micros() as u64;

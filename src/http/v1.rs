@@ -13,6 +13,10 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::openapi::{
+    error_kinds, Binary, ClassifyResponse, EmbeddingsInput, EmbeddingsResponse, ModelPath,
+    TimeoutHeader,
+};
 use super::tasks::{self, f32_base64, task_schedule, Timing};
 use super::{AppState, RequestId};
 use crate::error::ApiError;
@@ -20,10 +24,13 @@ use crate::metrics;
 use crate::repository::Model;
 
 /// `POST /v1/embeddings` body (OpenAI's shape, plus Convoy's `truncate`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"model": "minilm", "input": ["Hello world"]}))]
 pub struct EmbeddingsRequest {
+    #[schema(value_type = EmbeddingsInput)]
     pub input: Value,
     pub model: String,
+    /// `float` (default) or `base64` (little-endian f32 bytes).
     #[serde(default)]
     pub encoding_format: Option<String>,
     /// Refused unless it equals the model's width (no Matryoshka truncation here).
@@ -37,7 +44,7 @@ pub struct EmbeddingsRequest {
 
 /// `POST /v1/models/{m}/classify` JSON body (or send the image itself as the body with
 /// an image content type).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClassifyRequest {
     /// One base64-encoded PNG/JPEG.
@@ -131,6 +138,36 @@ fn texts_of(input: Value) -> Result<Vec<String>, ApiError> {
     }
 }
 
+error_kinds!(
+    /// The task routes: every stage can refuse (body, model, queue, deadline, device).
+    TaskErrors = [
+        "bad_request",
+        "not_found",
+        "payload_too_large",
+        "unprocessable",
+        "too_many_requests",
+        "internal",
+        "unavailable",
+        "timeout",
+    ]
+);
+
+#[utoipa::path(post, path = "/v1/embeddings",
+    summary = "Sentence embeddings (OpenAI's shape)",
+    tag = "tasks",
+    params(TimeoutHeader),
+    request_body(content = EmbeddingsRequest, description = "Texts to embed with a text \
+        model (tokenize, pad to the longest, mean-pool, L2-normalise)."),
+    responses(
+        (status = 200, description = "One embedding per input text, in order",
+            body = EmbeddingsResponse, headers(
+                ("x-convoy-pre-us" = u64, description = "Microseconds of pre-processing"),
+                ("x-convoy-queue-us" = u64, description = "Microseconds queued"),
+                ("x-convoy-infer-us" = u64, description = "Microseconds on the device"),
+                ("x-convoy-post-us" = u64, description = "Microseconds of post-processing"),
+            )),
+        TaskErrors,
+    ))]
 pub async fn embeddings(
     State(st): State<AppState>,
     Extension(RequestId(id)): Extension<RequestId>,
@@ -188,6 +225,28 @@ pub async fn embeddings(
     finish(&st, &model, started, result)
 }
 
+#[utoipa::path(post, path = "/v1/models/{model}/classify",
+    summary = "Image classification: top-k classes per image",
+    tag = "tasks",
+    params(ModelPath, TimeoutHeader),
+    request_body(description = "Base64 images as JSON, or one PNG or JPEG image itself as \
+        the body, sent as `application/octet-stream` or `image/*` (`image/png`, \
+        `image/jpeg`); it is decoded, resized, centre-cropped and normalised as the model \
+        says.",
+        content(
+            (ClassifyRequest = "application/json"),
+            (Binary = "application/octet-stream"),
+        )),
+    responses(
+        (status = 200, description = "Per image, its top-k classes, best first",
+            body = ClassifyResponse, headers(
+                ("x-convoy-pre-us" = u64, description = "Microseconds of pre-processing"),
+                ("x-convoy-queue-us" = u64, description = "Microseconds queued"),
+                ("x-convoy-infer-us" = u64, description = "Microseconds on the device"),
+                ("x-convoy-post-us" = u64, description = "Microseconds of post-processing"),
+            )),
+        TaskErrors,
+    ))]
 pub async fn classify(
     State(st): State<AppState>,
     Path(model): Path<String>,

@@ -26,8 +26,9 @@ use crate::error::ApiError;
 use crate::metrics;
 use crate::repository::{Model, ModelState, TensorSpec};
 
-/// `GET /v2`.
-#[utoipa::path(get, path = "/v2", tag = "metadata",
+#[utoipa::path(get, path = "/v2",
+    summary = "Server metadata",
+    tag = "metadata",
     responses((status = 200, description = "Server metadata, with the device each model \
         really runs on", body = ServerMetadataResponse)))]
 pub async fn server_metadata(State(st): State<AppState>) -> Json<ServerMetadataResponse> {
@@ -57,14 +58,18 @@ pub async fn server_metadata(State(st): State<AppState>) -> Json<ServerMetadataR
     })
 }
 
-#[utoipa::path(get, path = "/v2/health/live", tag = "health",
+#[utoipa::path(get, path = "/v2/health/live",
+    summary = "Liveness",
+    tag = "health",
     responses((status = 200, description = "The process serves HTTP", body = LiveResponse,
         example = json!({"live": true}))))]
 pub async fn live() -> Json<LiveResponse> {
     Json(LiveResponse { live: true })
 }
 
-#[utoipa::path(get, path = "/v2/health/ready", tag = "health",
+#[utoipa::path(get, path = "/v2/health/ready",
+    summary = "Readiness: every model loaded and not draining",
+    tag = "health",
     responses(
         (status = 200, description = "Every model is loaded", body = ReadyResponse,
             example = json!({"ready": true})),
@@ -157,7 +162,10 @@ error_kinds!(
     ModelErrors = ["not_found", "unavailable"]
 );
 
-#[utoipa::path(get, path = "/v2/models/{model}", tag = "metadata", params(ModelPath),
+#[utoipa::path(get, path = "/v2/models/{model}",
+    summary = "Model metadata",
+    tag = "metadata",
+    params(ModelPath),
     responses((status = 200, description = "Model metadata; `-1` marks a dynamic dimension",
         body = ModelMetadataResponse), ModelErrors))]
 pub async fn model_metadata(
@@ -167,7 +175,9 @@ pub async fn model_metadata(
     Ok(Json(metadata(&*lookup(&st, &model, None)?)))
 }
 
-#[utoipa::path(get, path = "/v2/models/{model}/versions/{version}", tag = "metadata",
+#[utoipa::path(get, path = "/v2/models/{model}/versions/{version}",
+    summary = "Model metadata, one version",
+    tag = "metadata",
     params(VersionPath),
     responses((status = 200, description = "Model metadata; `-1` marks a dynamic dimension",
         body = ModelMetadataResponse), ModelErrors))]
@@ -195,7 +205,10 @@ error_kinds!(
     ReadyErrors = ["not_found"]
 );
 
-#[utoipa::path(get, path = "/v2/models/{model}/ready", tag = "health", params(ModelPath),
+#[utoipa::path(get, path = "/v2/models/{model}/ready",
+    summary = "Model readiness",
+    tag = "health",
+    params(ModelPath),
     responses(
         (status = 200, description = "The model serves", body = ReadyResponse,
             example = json!({"ready": true})),
@@ -210,7 +223,9 @@ pub async fn model_ready(
     readiness(&st, &model, None)
 }
 
-#[utoipa::path(get, path = "/v2/models/{model}/versions/{version}/ready", tag = "health",
+#[utoipa::path(get, path = "/v2/models/{model}/versions/{version}/ready",
+    summary = "Model readiness, one version",
+    tag = "health",
     params(VersionPath),
     responses(
         (status = 200, description = "The model serves", body = ReadyResponse,
@@ -266,7 +281,10 @@ fn triton_config(m: &Model) -> Value {
     config
 }
 
-#[utoipa::path(get, path = "/v2/models/{model}/config", tag = "metadata", params(ModelPath),
+#[utoipa::path(get, path = "/v2/models/{model}/config",
+    summary = "Model configuration (Triton's format)",
+    tag = "metadata",
+    params(ModelPath),
     responses((status = 200, description = "Triton's model configuration",
         body = ModelConfigResponse), ModelErrors))]
 pub async fn model_config(
@@ -276,7 +294,9 @@ pub async fn model_config(
     Ok(Json(triton_config(&*lookup(&st, &model, None)?)))
 }
 
-#[utoipa::path(get, path = "/v2/models/{model}/versions/{version}/config", tag = "metadata",
+#[utoipa::path(get, path = "/v2/models/{model}/versions/{version}/config",
+    summary = "Model configuration (Triton's format), one version",
+    tag = "metadata",
     params(VersionPath),
     responses((status = 200, description = "Triton's model configuration",
         body = ModelConfigResponse), ModelErrors))]
@@ -326,7 +346,10 @@ fn model_stats_json(m: &Model) -> Value {
     })
 }
 
-#[utoipa::path(get, path = "/v2/models/{model}/stats", tag = "statistics", params(ModelPath),
+#[utoipa::path(get, path = "/v2/models/{model}/stats",
+    summary = "Model statistics (Triton's format)",
+    tag = "statistics",
+    params(ModelPath),
     responses((status = 200, description = "The model's statistics in Triton's format",
         body = ModelStatsResponse), ModelErrors))]
 pub async fn model_stats(
@@ -337,7 +360,9 @@ pub async fn model_stats(
     Ok(Json(json!({"model_stats": [model_stats_json(&m)]})))
 }
 
-#[utoipa::path(get, path = "/v2/models/{model}/versions/{version}/stats", tag = "statistics",
+#[utoipa::path(get, path = "/v2/models/{model}/versions/{version}/stats",
+    summary = "Model statistics (Triton's format), one version",
+    tag = "statistics",
     params(VersionPath),
     responses((status = 200, description = "The model's statistics in Triton's format",
         body = ModelStatsResponse), ModelErrors))]
@@ -349,7 +374,9 @@ pub async fn version_stats(
     Ok(Json(json!({"model_stats": [model_stats_json(&m)]})))
 }
 
-#[utoipa::path(get, path = "/v2/models/stats", tag = "statistics",
+#[utoipa::path(get, path = "/v2/models/stats",
+    summary = "Statistics of every model (Triton's format)",
+    tag = "statistics",
     responses((status = 200, description = "Every serving model's statistics in Triton's \
         format", body = ModelStatsResponse)))]
 pub async fn all_stats(State(st): State<AppState>) -> Json<Value> {
@@ -366,7 +393,9 @@ pub async fn all_stats(State(st): State<AppState>) -> Json<Value> {
 }
 
 /// `POST /v2/repository/index`: every model on disk or loaded, with its state.
-#[utoipa::path(post, path = "/v2/repository/index", tag = "repository",
+#[utoipa::path(post, path = "/v2/repository/index",
+    summary = "Repository index: every model and its state",
+    tag = "repository",
     responses((status = 200, description = "Every model on disk or loaded, with its state",
         body = Vec<RepositoryIndexEntry>)))]
 pub async fn repository_index(
@@ -388,7 +417,9 @@ error_kinds!(
 );
 
 /// `POST /v2/repository/models/{m}/load`: load, or reload with no request lost.
-#[utoipa::path(post, path = "/v2/repository/models/{model}/load", tag = "repository",
+#[utoipa::path(post, path = "/v2/repository/models/{model}/load",
+    summary = "Load or reload a model",
+    tag = "repository",
     params(ModelPath),
     responses((status = 200, description = "Loaded (or reloaded) and serving", body = Empty),
         LoadErrors))]
@@ -409,7 +440,9 @@ error_kinds!(
 );
 
 /// `POST /v2/repository/models/{m}/unload`: new requests get 404, queued ones finish.
-#[utoipa::path(post, path = "/v2/repository/models/{model}/unload", tag = "repository",
+#[utoipa::path(post, path = "/v2/repository/models/{model}/unload",
+    summary = "Unload a model",
+    tag = "repository",
     params(ModelPath),
     responses((status = 200, description = "Unloaded; queued requests still finish",
         body = Empty), UnloadErrors))]
@@ -421,7 +454,9 @@ pub async fn repository_unload(
     Ok(Json(json!({})))
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "statistics",
+#[utoipa::path(get, path = "/metrics",
+    summary = "Prometheus metrics",
+    tag = "statistics",
     responses((status = 200, description = "Prometheus text format", body = String,
         content_type = "text/plain; version=0.0.4")))]
 pub async fn metrics(State(st): State<AppState>) -> Response {
@@ -449,7 +484,9 @@ error_kinds!(
     ]
 );
 
-#[utoipa::path(post, path = "/v2/models/{model}/infer", tag = "inference",
+#[utoipa::path(post, path = "/v2/models/{model}/infer",
+    summary = "Inference",
+    tag = "inference",
     params(ModelPath, InferHeaders),
     request_body(content = InferRequest, description = "Input tensors as JSON. With Triton's \
         binary tensor extension the body is this JSON (`Inference-Header-Content-Length` \
@@ -480,7 +517,9 @@ pub async fn infer(
     infer_counted(st, model, None, id, headers, body).await
 }
 
-#[utoipa::path(post, path = "/v2/models/{model}/versions/{version}/infer", tag = "inference",
+#[utoipa::path(post, path = "/v2/models/{model}/versions/{version}/infer",
+    summary = "Inference, one version",
+    tag = "inference",
     params(VersionPath, InferHeaders),
     request_body(content = InferRequest, description = "Input tensors as JSON. With Triton's \
         binary tensor extension the body is this JSON (`Inference-Header-Content-Length` \

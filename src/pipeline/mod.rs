@@ -52,6 +52,10 @@ pub struct TextParams {
     /// Whether over-long texts are truncated when the request does not say.
     #[serde(default = "yes")]
     pub truncate: bool,
+    /// Batch texts by length bucket (16, 32, 64, ... tokens) so short texts do not pay
+    /// for long ones; false: any texts share a batch, padded to the longest.
+    #[serde(default = "yes")]
+    pub bucketing: bool,
     #[serde(default = "ids_name")]
     pub input_ids: String,
     #[serde(default = "mask_name")]
@@ -107,6 +111,7 @@ pub enum Pipeline {
         output: usize,
         dim: usize,
         truncate_default: bool,
+        bucketing: bool,
     },
     /// Images in, top-k labelled classes out.
     Classify {
@@ -218,6 +223,7 @@ impl Pipeline {
                     output,
                     dim,
                     truncate_default: t.truncate,
+                    bucketing: t.bucketing,
                 })
             }
             _ => {
