@@ -77,6 +77,36 @@ pub struct ServeConfig {
     #[arg(long, env = "CONVOY_DISABLE_METRICS")]
     pub disable_metrics: bool,
 
+    /// API key for bearer auth (repeatable; `CONVOY_API_KEYS` takes a comma-separated
+    /// list). With none (and no key file), auth is off.
+    #[arg(
+        long = "api-key",
+        env = "CONVOY_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_keys: Vec<String>,
+
+    /// File with API keys, one per line (`#` comments allowed).
+    #[arg(long, env = "CONVOY_API_KEY_FILE")]
+    pub api_key_file: Option<PathBuf>,
+
+    /// Require the API key on /v2/health/* too.
+    #[arg(long, env = "CONVOY_AUTH_HEALTH")]
+    pub auth_health: bool,
+
+    /// Require the API key on /metrics too.
+    #[arg(long, env = "CONVOY_AUTH_METRICS")]
+    pub auth_metrics: bool,
+
+    /// Origin allowed to call Convoy from a browser (repeatable). None: CORS is off.
+    #[arg(
+        long = "cors-origin",
+        env = "CONVOY_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+
     /// Log format.
     #[arg(long, env = "CONVOY_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -23,6 +23,12 @@ pub enum ApiError {
     /// No such model, version or route.
     #[error("{0}")]
     NotFound(String),
+    /// API keys are configured and the request carries none (or not as a bearer token).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// The request's key is not one of the configured keys.
+    #[error("{0}")]
+    Forbidden(String),
     /// The route exists, the method does not (the `Allow` header lists those that do).
     #[error("{0}")]
     MethodNotAllowed(String),
@@ -50,6 +56,8 @@ pub enum ApiError {
 /// OpenAPI statuses are checked against.
 pub const STATUS_TABLE: &[(&str, StatusCode)] = &[
     ("bad_request", StatusCode::BAD_REQUEST),
+    ("unauthorized", StatusCode::UNAUTHORIZED),
+    ("forbidden", StatusCode::FORBIDDEN),
     ("not_found", StatusCode::NOT_FOUND),
     ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
     ("payload_too_large", StatusCode::PAYLOAD_TOO_LARGE),
@@ -67,6 +75,8 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::Unprocessable(_) => "unprocessable",
             ApiError::NotFound(_) => "not_found",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::TooManyRequests { .. } => "too_many_requests",
@@ -128,6 +138,11 @@ impl IntoResponse for ApiError {
         let message = self.to_string();
         let mut response =
             (self.status(), axum::Json(ErrorResponse { error: &message })).into_response();
+        if let ApiError::Unauthorized(_) = &self {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let ApiError::TooManyRequests { retry_after, .. } = &self {
             let secs = retry_after.as_secs().max(1).to_string();
             if let Ok(v) = HeaderValue::from_str(&secs) {
@@ -148,6 +163,8 @@ mod tests {
             ApiError::BadRequest(String::new()),
             ApiError::Unprocessable(String::new()),
             ApiError::NotFound(String::new()),
+            ApiError::Unauthorized(String::new()),
+            ApiError::Forbidden(String::new()),
             ApiError::MethodNotAllowed(String::new()),
             ApiError::PayloadTooLarge(String::new()),
             ApiError::TooManyRequests {

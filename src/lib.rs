@@ -49,6 +49,13 @@ pub fn prepare(config: &ServeConfig) -> anyhow::Result<AppState> {
         ort_library: runtime.library.display().to_string(),
         cuda_available: runtime.cuda_available,
         max_body_bytes: config.max_body_bytes,
+        auth: Arc::new(crate::http::auth::AuthPolicy {
+            keys: crate::http::auth::load_keys(&config.api_keys, config.api_key_file.as_deref())
+                .map_err(anyhow::Error::msg)?,
+            health: config.auth_health,
+            metrics: config.auth_metrics,
+        }),
+        cors_origins: config.cors_origins.clone(),
         pool: crate::pipeline::pool::CpuPool::new(
             config
                 .pre_threads

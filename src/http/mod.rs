@@ -1,5 +1,6 @@
 //! HTTP: `router(state)` and its handlers. HTTP types stop here.
 
+pub mod auth;
 pub mod decode;
 pub mod dto;
 mod encode;
@@ -37,6 +38,10 @@ pub struct AppState {
     pub ort_library: String,
     pub cuda_available: bool,
     pub max_body_bytes: usize,
+    /// Who may call what.
+    pub auth: Arc<auth::AuthPolicy>,
+    /// Origins allowed by CORS; empty: no CORS headers at all.
+    pub cors_origins: Vec<String>,
     /// The CPU pool pre- and post-processing run on.
     pub pool: crate::pipeline::pool::CpuPool,
 }
@@ -81,8 +86,32 @@ pub fn router(state: AppState) -> Router {
         .merge(openapi::docs_routes(spec))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::layer,
+        ))
+        .layer(cors(&state.cors_origins))
         .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(state)
+}
+
+/// CORS for the configured origins only; none configured: the layer adds nothing.
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return CorsLayer::new();
+    }
+    let list: Vec<axum::http::HeaderValue> =
+        origins.iter().filter_map(|o| o.parse().ok()).collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(list))
+        .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+        .allow_headers([
+            axum::http::header::AUTHORIZATION,
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderName::from_static("inference-header-content-length"),
+            axum::http::HeaderName::from_static("x-request-id"),
+        ])
 }
 
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {

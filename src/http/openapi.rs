@@ -87,6 +87,14 @@ fn kind_description(kind: &str) -> (&'static str, &'static str) {
             "No such model or version.",
             "model \"resnet\" not found (models: mlp)",
         ),
+        "unauthorized" => (
+            "API keys are configured and the request carries none: send `Authorization: Bearer <key>`.",
+            "authorization: this server needs an API key: send `Authorization: Bearer <key>`",
+        ),
+        "forbidden" => (
+            "The request's API key is not one of the configured keys.",
+            "authorization: the API key is not valid",
+        ),
         "method_not_allowed" => (
             "The route exists, the method does not; `Allow` lists the methods that do.",
             "method POST not allowed on /v2 (allowed: GET,HEAD)",
@@ -540,8 +548,9 @@ pub struct EmbeddingVector;
 
 impl PartialSchema for EmbeddingVector {
     fn schema() -> RefOr<Schema> {
-        let number_or_null =
-            Object::builder().schema_type(SchemaType::Array(vec![Type::Number, Type::Null]));
+        let number_or_null = AnyOf::builder()
+            .item(typed(Type::Number))
+            .item(typed(Type::Null));
         AnyOf::builder()
             .item(Array::new(number_or_null))
             .item(typed(Type::String))
