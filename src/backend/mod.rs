@@ -19,6 +19,8 @@ pub enum BackendError {
     Environment(String),
     #[error("device {device}: {reason}")]
     Device { device: String, reason: String },
+    #[error("cannot load the model: {0}")]
+    Load(String),
     #[error("inference failed: {0}")]
     Run(String),
     #[error("output {name:?}: {reason}")]

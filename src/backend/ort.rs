@@ -118,7 +118,7 @@ impl Runtime {
                 device: format!("cuda:{n}"),
                 reason: e.to_string(),
             },
-            None => BackendError::Run(format!("{}: {e}", path.display())),
+            None => BackendError::Load(format!("{}: {e}", path.display())),
         };
         let mut builder = Session::builder(&self.env).map_err(load_err)?;
         if intra_op_threads > 0 {

@@ -82,8 +82,9 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
 pub fn router(state: AppState) -> Router {
     let limit = state.max_body_bytes;
     let (api, spec) = api_routes().split_for_parts();
-    api.method_not_allowed_fallback(method_not_allowed)
+    api.route_layer(axum::middleware::from_fn(utf8_path))
         .merge(openapi::docs_routes(spec))
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
@@ -118,6 +119,62 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
     ApiError::MethodNotAllowed(format!("method {method} not allowed on {}", uri.path()))
 }
 
+/// A path whose percent-escapes do not decode to UTF-8 names no model (names are UTF-8):
+/// a JSON 404 like any unknown model, where axum's own path extractor would answer a
+/// plain-text 400 that no route documents.
+async fn utf8_path(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if percent_decodes_to_utf8(req.uri().path()) {
+        next.run(req).await
+    } else {
+        ApiError::NotFound(format!(
+            "no model at {}: the path is not valid UTF-8 once percent-decoded",
+            req.uri().path()
+        ))
+        .into_response()
+    }
+}
+
+/// Whether `path`, with its `%XX` escapes decoded, is UTF-8 (a `%` not followed by two
+/// hex digits stays as it is, as axum reads it).
+fn percent_decodes_to_utf8(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                decoded.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    std::str::from_utf8(&decoded).is_ok()
+}
+
 async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!("no route {}", uri.path()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decodes_to_utf8;
+
+    #[test]
+    fn paths_are_checked_for_utf8_after_percent_decoding() {
+        assert!(percent_decodes_to_utf8("/v2/models/mlp/infer"));
+        assert!(percent_decodes_to_utf8("/v2/models/caf%C3%A9"));
+        assert!(percent_decodes_to_utf8("/v2/models/100%"));
+        assert!(percent_decodes_to_utf8("/v2/models/%zz"));
+        assert!(!percent_decodes_to_utf8("/v2/models/%FF"));
+        assert!(!percent_decodes_to_utf8("/v2/models/caf%C3"));
+    }
 }

@@ -40,6 +40,10 @@ well-formed request, 422 a well-formed request that does not fit the model.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     components(schemas(ErrorResponse)),
+    modifiers(&BearerAuth),
+    // A key is needed only where the server is started with API keys: `{}` (none) is
+    // a valid alternative.
+    security((), ("bearer" = [])),
     tags(
         (name = "health", description = "Liveness and readiness"),
         (name = "metadata", description = "Server and model metadata, Triton's model configuration"),
@@ -50,6 +54,26 @@ well-formed request, 422 a well-formed request that does not fit the model.",
     )
 )]
 pub struct ApiDoc;
+
+/// The bearer API keys of `--api-key` (`src/http/auth.rs`), as a security scheme.
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "An API key given to `convoy serve --api-key` (or `--api-key-file`); \
+                 needed only when the server has keys.",
+            ))
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
 
 /// Declares the error kinds (rows of [`STATUS_TABLE`]) a group of handlers can return, as
 /// a type that their `#[utoipa::path]` lists in `responses(...)` and that the status test
@@ -151,6 +175,15 @@ pub fn error_responses(kinds: &[&str]) -> BTreeMap<String, RefOr<Response>> {
             let mut response = Response::builder()
                 .description(descriptions.join(" "))
                 .content("application/json", content);
+            if kinds.contains(&"unauthorized") {
+                response = response.header(
+                    "WWW-Authenticate",
+                    Header::builder()
+                        .schema(String::schema())
+                        .description(Some("`Bearer`"))
+                        .build(),
+                );
+            }
             if kinds.contains(&"too_many_requests") {
                 response = response.header(
                     "Retry-After",
@@ -203,6 +236,16 @@ pub fn docs_routes<S: Clone + Send + Sync + 'static>(spec: OpenApi) -> Router<S>
 pub struct ModelPath {
     /// Model name (its folder in the model repository).
     #[param(example = "mlp")]
+    model: String,
+}
+
+/// `{model}` in the path of a classification.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct ClassifierPath {
+    /// An image classification model (the shipped `digits` or `efficientnet_lite0`).
+    #[param(example = "digits")]
     model: String,
 }
 
@@ -271,8 +314,16 @@ impl PartialSchema for Datatype {
     fn schema() -> RefOr<Schema> {
         Object::builder()
             .schema_type(SchemaType::Type(Type::String))
-            .description(Some("Tensor element type (the ones Convoy serves)."))
-            .enum_values(Some(DataType::ALL.iter().map(|d| d.as_str())))
+            .description(Some(
+                "Tensor element type. `BYTES` only for the input of a pipeline model (text \
+                 or image models: `data` holds texts, or base64-encoded images).",
+            ))
+            .enum_values(Some(
+                DataType::ALL
+                    .iter()
+                    .map(|d| d.as_str())
+                    .chain(std::iter::once("BYTES")),
+            ))
             .into()
     }
 }
@@ -298,13 +349,15 @@ impl PartialSchema for InputValues {
         let element = AnyOf::builder()
             .item(typed(Type::Number))
             .item(typed(Type::Boolean))
+            .item(typed(Type::String))
             .item(nested);
         Array::builder()
             .items(element)
             .description(Some(
                 "Row-major values, flat (`[1, 2, 3, 4]`) or nested by the shape \
                  (`[[1, 2], [3, 4]]`, any depth up to 32): numbers for numeric datatypes, \
-                 `true`/`false` for BOOL. Their count must equal the product of `shape`.",
+                 `true`/`false` for BOOL, strings for BYTES (texts, or base64 images). \
+                 Their count must equal the product of `shape`.",
             ))
             .examples([json!([1.0, 2.0, 3.0, 4.0]), json!([[1.0, 2.0], [3.0, 4.0]])])
             .into()
@@ -659,16 +712,18 @@ mod tests {
 
     use super::*;
     use crate::http::v1::TaskErrors;
-    use crate::http::v2::{InferErrors, LoadErrors, ModelErrors, ReadyErrors, UnloadErrors};
+    use crate::http::v2::{
+        AuthErrors, InferErrors, LoadErrors, ModelErrors, ReadyErrors, UnloadErrors,
+    };
 
     /// Per operation (its handler's name): the success statuses, and the error kinds the
     /// handler declares next to itself (the same lists its annotation documents).
     const ROUTES: &[(&str, &[u16], &[&str])] = &[
-        ("server_metadata", &[200], &[]),
-        ("live", &[200], &[]),
-        ("ready", &[200, 503], &[]),
-        ("all_stats", &[200], &[]),
-        ("metrics", &[200], &[]),
+        ("server_metadata", &[200], AuthErrors::KINDS),
+        ("live", &[200], AuthErrors::KINDS),
+        ("ready", &[200, 503], AuthErrors::KINDS),
+        ("all_stats", &[200], AuthErrors::KINDS),
+        ("metrics", &[200], AuthErrors::KINDS),
         ("model_metadata", &[200], ModelErrors::KINDS),
         ("version_metadata", &[200], ModelErrors::KINDS),
         ("model_config", &[200], ModelErrors::KINDS),
@@ -679,7 +734,7 @@ mod tests {
         ("version_ready", &[200, 503], ReadyErrors::KINDS),
         ("infer", &[200], InferErrors::KINDS),
         ("version_infer", &[200], InferErrors::KINDS),
-        ("repository_index", &[200], &[]),
+        ("repository_index", &[200], AuthErrors::KINDS),
         ("repository_load", &[200], LoadErrors::KINDS),
         ("repository_unload", &[200], UnloadErrors::KINDS),
         ("embeddings", &[200], TaskErrors::KINDS),
@@ -736,6 +791,7 @@ mod tests {
                         "{id} {status}"
                     );
                     assert_eq!(r.headers.contains_key("Retry-After"), *status == 429);
+                    assert_eq!(r.headers.contains_key("WWW-Authenticate"), *status == 401);
                 }
             }
         }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::openapi::{
-    error_kinds, Binary, ClassifyResponse, EmbeddingsInput, EmbeddingsResponse, ModelPath,
+    error_kinds, Binary, ClassifierPath, ClassifyResponse, EmbeddingsInput, EmbeddingsResponse,
     TimeoutHeader,
 };
 use super::tasks::{self, f32_base64, task_schedule, Timing};
@@ -46,6 +46,7 @@ pub struct EmbeddingsRequest {
 /// an image content type).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"image": "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAAAAADhZOFXAAAAPklEQVR42gXBAQGAIAwAsEkCG0gEIhABmxjBBkaSBkQAk9wNeY7CxtDzCXF5SYplNUnWfSQLB4i7zQI14tn9RQEQ7zqn94kAAAAASUVORK5CYII=", "top_k": 3}))]
 pub struct ClassifyRequest {
     /// One base64-encoded PNG/JPEG.
     #[serde(default)]
@@ -141,6 +142,8 @@ fn texts_of(input: Value) -> Result<Vec<String>, ApiError> {
 error_kinds!(
     /// The task routes: every stage can refuse (body, model, queue, deadline, device).
     TaskErrors = [
+        "unauthorized",
+        "forbidden",
         "bad_request",
         "not_found",
         "payload_too_large",
@@ -228,7 +231,7 @@ pub async fn embeddings(
 #[utoipa::path(post, path = "/v1/models/{model}/classify",
     summary = "Image classification: top-k classes per image",
     tag = "tasks",
-    params(ModelPath, TimeoutHeader),
+    params(ClassifierPath, TimeoutHeader),
     request_body(description = "Base64 images as JSON, or one PNG or JPEG image itself as \
         the body, sent as `application/octet-stream` or `image/*` (`image/png`, \
         `image/jpeg`); it is decoded, resized, centre-cropped and normalised as the model \

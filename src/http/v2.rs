@@ -26,11 +26,18 @@ use crate::error::ApiError;
 use crate::metrics;
 use crate::repository::{Model, ModelState, TensorSpec};
 
+error_kinds!(
+    /// With API keys configured (`--api-key`), the auth layer refuses a request without a
+    /// key (401) or with a wrong one (403): on every route but the API description, and on
+    /// health and metrics only with `--auth-health` / `--auth-metrics`.
+    AuthErrors = ["unauthorized", "forbidden"]
+);
+
 #[utoipa::path(get, path = "/v2",
     summary = "Server metadata",
     tag = "metadata",
     responses((status = 200, description = "Server metadata, with the device each model \
-        really runs on", body = ServerMetadataResponse)))]
+        really runs on", body = ServerMetadataResponse), AuthErrors))]
 pub async fn server_metadata(State(st): State<AppState>) -> Json<ServerMetadataResponse> {
     let mut models = Map::new();
     for (name, state) in st.repo.snapshot() {
@@ -62,7 +69,7 @@ pub async fn server_metadata(State(st): State<AppState>) -> Json<ServerMetadataR
     summary = "Liveness",
     tag = "health",
     responses((status = 200, description = "The process serves HTTP", body = LiveResponse,
-        example = json!({"live": true}))))]
+        example = json!({"live": true})), AuthErrors))]
 pub async fn live() -> Json<LiveResponse> {
     Json(LiveResponse { live: true })
 }
@@ -75,6 +82,7 @@ pub async fn live() -> Json<LiveResponse> {
             example = json!({"ready": true})),
         (status = 503, description = "A model failed to load, or the server is draining",
             body = ReadyResponse, example = json!({"ready": false})),
+        AuthErrors,
     ))]
 pub async fn ready(State(st): State<AppState>) -> Response {
     let ready = !st.is_shutting_down() && st.repo.all_ready();
@@ -159,7 +167,7 @@ fn metadata(m: &Model) -> ModelMetadataResponse {
 error_kinds!(
     /// What the routes that look up one model can return: unknown model or version, or a
     /// model that failed to load.
-    ModelErrors = ["not_found", "unavailable"]
+    ModelErrors = ["unauthorized", "forbidden", "not_found", "unavailable"]
 );
 
 #[utoipa::path(get, path = "/v2/models/{model}",
@@ -202,7 +210,7 @@ fn readiness(st: &AppState, model: &str, version: Option<&str>) -> Result<Respon
 
 error_kinds!(
     /// Model readiness: a model that failed to load is a `{"ready": false}` 503, not an error.
-    ReadyErrors = ["not_found"]
+    ReadyErrors = ["unauthorized", "forbidden", "not_found"]
 );
 
 #[utoipa::path(get, path = "/v2/models/{model}/ready",
@@ -378,7 +386,7 @@ pub async fn version_stats(
     summary = "Statistics of every model (Triton's format)",
     tag = "statistics",
     responses((status = 200, description = "Every serving model's statistics in Triton's \
-        format", body = ModelStatsResponse)))]
+        format", body = ModelStatsResponse), AuthErrors))]
 pub async fn all_stats(State(st): State<AppState>) -> Json<Value> {
     let stats: Vec<Value> = st
         .repo
@@ -397,7 +405,7 @@ pub async fn all_stats(State(st): State<AppState>) -> Json<Value> {
     summary = "Repository index: every model and its state",
     tag = "repository",
     responses((status = 200, description = "Every model on disk or loaded, with its state",
-        body = Vec<RepositoryIndexEntry>)))]
+        body = Vec<RepositoryIndexEntry>), AuthErrors))]
 pub async fn repository_index(
     State(st): State<AppState>,
 ) -> Json<Vec<crate::repository::IndexEntry>> {
@@ -413,7 +421,7 @@ pub async fn repository_index(
 error_kinds!(
     /// Loading: not in the repository, a bad model.toml or a model ONNX Runtime cannot
     /// load, or the loading task failing.
-    LoadErrors = ["not_found", "unprocessable", "internal"]
+    LoadErrors = ["unauthorized", "forbidden", "not_found", "unprocessable", "internal"]
 );
 
 /// `POST /v2/repository/models/{m}/load`: load, or reload with no request lost.
@@ -436,7 +444,7 @@ pub async fn repository_load(
 
 error_kinds!(
     /// Unloading: not loaded.
-    UnloadErrors = ["not_found"]
+    UnloadErrors = ["unauthorized", "forbidden", "not_found"]
 );
 
 /// `POST /v2/repository/models/{m}/unload`: new requests get 404, queued ones finish.
@@ -458,7 +466,7 @@ pub async fn repository_unload(
     summary = "Prometheus metrics",
     tag = "statistics",
     responses((status = 200, description = "Prometheus text format", body = String,
-        content_type = "text/plain; version=0.0.4")))]
+        content_type = "text/plain; version=0.0.4"), AuthErrors))]
 pub async fn metrics(State(st): State<AppState>) -> Response {
     (
         [(
@@ -473,6 +481,8 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
 error_kinds!(
     /// Inference: every stage can refuse (body, model, queue, deadline, device).
     InferErrors = [
+        "unauthorized",
+        "forbidden",
         "bad_request",
         "not_found",
         "payload_too_large",

@@ -63,6 +63,11 @@ impl TextStage {
         };
         let mut out = Vec::with_capacity(texts.len());
         for (i, text) in texts.iter().enumerate() {
+            if text.trim().is_empty() {
+                return Err(PipelineError::Input(format!(
+                    "{field}[{i}]: the text is empty; nothing to embed"
+                )));
+            }
             let enc = tokenizer
                 .encode(text.as_str(), true)
                 .map_err(|e| PipelineError::Input(format!("{field}[{i}]: cannot tokenize: {e}")))?;

@@ -342,7 +342,7 @@ fn start_model(
     opts: &LoadOptions,
 ) -> Result<Model, StartError> {
     if !config.model_path.is_file() {
-        return Err(StartError::Backend(BackendError::Run(format!(
+        return Err(StartError::Backend(BackendError::Load(format!(
             "{}: model file not found",
             config.model_path.display()
         ))));
