@@ -441,3 +441,75 @@ async fn openai_client_works_unchanged() {
     assert!(stdout.contains("OK"), "{stdout}");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tabular_model_takes_named_raw_features() {
+    let s = TestServer::start(&shipped_models()).await;
+    let r = reference_of("diabetes");
+    let rows = r["rows"].clone();
+    let want = floats(&r["predictions"]);
+    let (status, v) = s
+        .post("/v1/models/diabetes/predict", &json!({"instances": rows}))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let got = floats(&v["predictions"]);
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert!(
+            (g - w).abs() < 1e-3 * w.abs().max(1.0),
+            "{got:?} vs {want:?}"
+        );
+    }
+    // One instance, keys in another order.
+    let first = r["rows"][0].as_object().unwrap();
+    let mut reversed = serde_json::Map::new();
+    for (k, v) in first.iter().rev() {
+        reversed.insert(k.clone(), v.clone());
+    }
+    let (_, v) = s
+        .post(
+            "/v1/models/diabetes/predict",
+            &json!({"instance": reversed}),
+        )
+        .await;
+    assert!((floats(&v["predictions"])[0] - want[0]).abs() < 1e-3 * want[0].abs());
+    // v2: raw features as FP32 in column order.
+    let features: Vec<&str> = r["features"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    let raw: Vec<f64> = features
+        .iter()
+        .map(|f| first[*f].as_f64().unwrap())
+        .collect();
+    let (status, v2) = s
+        .post("/v2/models/diabetes/infer", &json!({"inputs": [{"name": "features", "shape": [1, 10], "datatype": "FP32", "data": raw}]}))
+        .await;
+    assert_eq!(status, 200, "{v2}");
+    assert!((floats(&v2["outputs"][0]["data"])[0] - want[0]).abs() < 1e-3 * want[0].abs());
+    // Bad instances name the problem.
+    let mut missing = first.clone();
+    missing.remove("bmi");
+    let (status, v) = s
+        .post("/v1/models/diabetes/predict", &json!({"instance": missing}))
+        .await;
+    assert_eq!(status, 422);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("feature \"bmi\" is missing"),
+        "{v}"
+    );
+    let (status, _) = s
+        .post("/v1/models/diabetes/predict", &json!({"instances": []}))
+        .await;
+    assert_eq!(status, 422);
+    let (status, v) = s
+        .post("/v1/models/mlp/predict", &json!({"instance": first}))
+        .await;
+    assert_eq!(status, 422, "{v}");
+    s.stop().await;
+}

@@ -407,6 +407,9 @@ pub async fn v2_infer(
     };
     let sig = pipeline.signature();
     let name = &m.config.name;
+    if let Pipeline::Tabular { params, .. } = pipeline {
+        return v2_tabular(m, params, request, binary, sched).await;
+    }
     let [input] = <[_; 1]>::try_from(request.inputs).map_err(|inputs: Vec<_>| {
         ApiError::Unprocessable(format!(
             "inputs: model {name:?} takes exactly one BYTES input {:?}, got {}",
@@ -467,6 +470,7 @@ pub async fn v2_infer(
                     .enumerate()
                     .map(|(i, s)| decode_base64(&format!("inputs[0].data[{i}]"), s))
                     .collect::<Result<_, _>>()?,
+                Pipeline::Tabular { .. } => unreachable!("tabular requests return earlier"),
             }
         }
         (None, None) => return Err(ApiError::BadRequest("inputs[0].data: missing".into())),
@@ -518,6 +522,7 @@ pub async fn v2_infer(
                 .await?
                 .0
         }
+        Pipeline::Tabular { .. } => unreachable!("tabular requests return earlier"),
         Pipeline::Classify { .. } => {
             classify(st, m, elements, None, "inputs[0].data", sched, &mut timing)
                 .await?
@@ -543,6 +548,97 @@ pub async fn v2_infer(
     ];
     Ok(super::encode::response(
         name,
+        &m.config.version,
+        request.id,
+        selected,
+        &headers,
+    ))
+}
+
+/// Predicts with a tabular model from standardised rows (row-major): one value per row,
+/// in the target's units.
+pub async fn predict(
+    m: &Arc<Model>,
+    rows: Vec<f32>,
+    sched: &Schedule,
+    timing: &mut Timing,
+) -> Result<Vec<f32>, ApiError> {
+    let Some(Pipeline::Tabular { params, output }) = &m.pipeline else {
+        return Err(ApiError::Unprocessable(format!(
+            "model {:?} is not a tabular model",
+            m.config.name
+        )));
+    };
+    let width = params.features.len();
+    if rows.is_empty() {
+        return Err(ApiError::Unprocessable(
+            "instances: expected at least one instance, got none".into(),
+        ));
+    }
+    let max = m.config.batching.max_batch_size;
+    let entries = rows
+        .chunks(max * width)
+        .map(|chunk| {
+            let n = chunk.len() / width;
+            let t = Tensor {
+                shape: vec![n, width],
+                data: TensorData::F32(chunk.to_vec()),
+            };
+            (vec![t], n, vec![width].into_boxed_slice())
+        })
+        .collect();
+    let replies = run_all(m, entries, sched).await?;
+    let mut out = Vec::with_capacity(rows.len() / width);
+    for r in &replies {
+        timing.add_reply(r);
+        let TensorData::F32(y) = &r.outputs[*output].data else {
+            return Err(ApiError::Internal);
+        };
+        out.extend(y.iter().map(|&v| params.denormalize(v)));
+    }
+    Ok(out)
+}
+
+/// v2 infer on a tabular model: FP32 raw features [N, features] in column order.
+async fn v2_tabular(
+    m: &Arc<Model>,
+    params: &crate::pipeline::tabular::TabularParams,
+    request: super::dto::InferRequest,
+    binary: &[u8],
+    sched: &Schedule,
+) -> Result<axum::response::Response, ApiError> {
+    let spec = crate::repository::TensorSpec {
+        name: "features".into(),
+        datatype: crate::tensor::DataType::F32,
+        dims: vec![params.features.len() as i64],
+    };
+    let max = m.config.batching.max_batch_size;
+    let valid = super::decode::decode_inputs(&m.config.name, request.inputs, &[spec], max, binary)?;
+    let Some(Tensor {
+        data: TensorData::F32(mut raw),
+        ..
+    }) = valid.tensors.into_iter().next()
+    else {
+        return Err(ApiError::Internal);
+    };
+    params.standardize(&mut raw);
+    let mut timing = Timing::default();
+    let y = predict(m, raw, sched, &mut timing).await?;
+    let n = y.len();
+    let selected = vec![super::encode::Selected {
+        name: "prediction".into(),
+        tensor: Tensor {
+            shape: vec![n, 1],
+            data: TensorData::F32(y),
+        },
+        binary: false,
+    }];
+    let headers = [
+        ("x-convoy-queue-us", timing.queue_us),
+        ("x-convoy-infer-us", timing.infer_us),
+    ];
+    Ok(super::encode::response(
+        &m.config.name,
         &m.config.version,
         request.id,
         selected,

@@ -298,3 +298,53 @@ pub async fn classify(
     .await;
     finish(&st, &model, started, result)
 }
+
+/// `POST /v1/models/{m}/predict` body: raw named features.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictRequest {
+    /// One object of named features, or several in `instances`.
+    #[serde(default)]
+    pub instance: Option<serde_json::Map<String, Value>>,
+    #[serde(default)]
+    pub instances: Option<Vec<serde_json::Map<String, Value>>>,
+}
+
+pub async fn predict(
+    State(st): State<AppState>,
+    Path(model): Path<String>,
+    Extension(RequestId(id)): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let result = async {
+        let m = find(&st, &model)?;
+        let Some(crate::pipeline::Pipeline::Tabular { params, .. }) = &m.pipeline else {
+            return Err(ApiError::Unprocessable(format!("model {model:?} is not a tabular model")));
+        };
+        let body = body_bytes(&st, body)?;
+        let req: PredictRequest =
+            serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")))?;
+        let instances = match (req.instance, req.instances) {
+            (Some(one), None) => vec![one],
+            (None, Some(many)) => many,
+            _ => {
+                return Err(ApiError::Unprocessable(
+                    "body: give exactly one of `instance` (an object) or `instances` (an array of objects)".into(),
+                ))
+            }
+        };
+        let t0 = Instant::now();
+        let rows = params.rows(&instances, "instances")?;
+        let sched = task_schedule(&m, None, &headers, id, started)?;
+        let mut timing = Timing {
+            pre_us: t0.elapsed().as_micros() as u64,
+            ..Timing::default()
+        };
+        let predictions = tasks::predict(&m, rows, &sched, &mut timing).await?;
+        Ok((json!({"model": model, "predictions": predictions}), timing))
+    }
+    .await;
+    finish(&st, &model, started, result)
+}

@@ -146,7 +146,14 @@ fn metadata(m: &Model) -> ModelMetadataResponse {
                 shape,
             };
             (
-                vec![tensor(sig.input, "BYTES", vec![-1])],
+                vec![tensor(
+                    sig.input,
+                    sig.input_datatype,
+                    match sig.input_width {
+                        Some(w) => vec![-1, w as i64],
+                        None => vec![-1],
+                    },
+                )],
                 vec![tensor(sig.output, "FP32", vec![-1, sig.width as i64])],
             )
         }

@@ -6,6 +6,7 @@
 pub mod image;
 pub mod pool;
 pub mod post;
+pub mod tabular;
 pub mod text;
 
 use std::path::Path;
@@ -13,6 +14,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use self::image::ImageParams;
+use self::tabular::TabularParams;
 use self::text::TextStage;
 use crate::repository::TensorSpec;
 use crate::tensor::DataType;
@@ -39,6 +41,7 @@ pub struct PipelineConfig {
     pub text: Option<TextParams>,
     pub image: Option<ImageParams>,
     pub classify: Option<ClassifyParams>,
+    pub tabular: Option<TabularParams>,
 }
 
 /// `[pipeline.text]`.
@@ -113,6 +116,11 @@ pub enum Pipeline {
         truncate_default: bool,
         bucketing: bool,
     },
+    /// Named raw features in, the target in its own units out.
+    Tabular {
+        params: TabularParams,
+        output: usize,
+    },
     /// Images in, top-k labelled classes out.
     Classify {
         image: ImageParams,
@@ -153,10 +161,14 @@ impl Pipeline {
                 }
                 Ok(())
             }
-            ("text" | "image", other) => Err(format!(
-                "field `pipeline.post`: expected \"mean_pool\" after pre = \"text\" or \"classify\" after pre = \"image\", got {other:?}"
+            ("tabular", "denormalize") => {
+                let t = c.tabular.as_ref().ok_or("field `pipeline.tabular`: required when pre = \"tabular\"")?;
+                t.validate().map_err(|e| format!("field `{e}"))
+            }
+            ("text" | "image" | "tabular", other) => Err(format!(
+                "field `pipeline.post`: expected \"mean_pool\" after pre = \"text\", \"classify\" after \"image\", \"denormalize\" after \"tabular\"; got {other:?}"
             )),
-            (other, _) => Err(format!("field `pipeline.pre`: expected \"text\" or \"image\", got {other:?}")),
+            (other, _) => Err(format!("field `pipeline.pre`: expected \"text\", \"image\" or \"tabular\", got {other:?}")),
         }
     }
 
@@ -169,6 +181,31 @@ impl Pipeline {
     ) -> Result<Pipeline, String> {
         Pipeline::validate(c)?;
         match c.pre.as_str() {
+            "tabular" => {
+                let params = c.tabular.clone().expect("validated");
+                if inputs.len() != 1
+                    || inputs[0].datatype != DataType::F32
+                    || inputs[0].dims != [params.features.len() as i64]
+                {
+                    return Err(format!(
+                        "field `pipeline.tabular.features`: {} features, but the model takes {:?}",
+                        params.features.len(),
+                        inputs
+                            .iter()
+                            .map(|i| (&i.name, &i.dims))
+                            .collect::<Vec<_>>()
+                    ));
+                }
+                let output =
+                    position(outputs, &params.output, "pipeline.tabular.output", "output")?;
+                if outputs[output].datatype != DataType::F32 || outputs[output].dims != [1] {
+                    return Err(format!(
+                        "field `pipeline.tabular.output`: output {:?} must be FP32 [batch, 1]",
+                        params.output
+                    ));
+                }
+                Ok(Pipeline::Tabular { params, output })
+            }
             "text" => {
                 let t = c.text.as_ref().expect("validated");
                 let text = TextStage::load(&dir.join(&t.tokenizer), t.max_tokens)
@@ -278,11 +315,14 @@ impl Pipeline {
     }
 }
 
-/// What a pipeline model looks like from outside (v2 metadata and infer): one BYTES
-/// input, one FP32 output of `width` values per element.
+/// What a pipeline model looks like from outside (v2 metadata and infer): one input
+/// (BYTES for text and images; FP32 raw features, `input_width` per row, for tabular),
+/// one FP32 output of `width` values per element.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Signature {
     pub input: &'static str,
+    pub input_datatype: &'static str,
+    pub input_width: Option<usize>,
     pub output: &'static str,
     pub width: usize,
 }
@@ -292,11 +332,22 @@ impl Pipeline {
         match self {
             Pipeline::Embed { dim, .. } => Signature {
                 input: "text",
+                input_datatype: "BYTES",
+                input_width: None,
                 output: "embedding",
                 width: *dim,
             },
+            Pipeline::Tabular { params, .. } => Signature {
+                input: "features",
+                input_datatype: "FP32",
+                input_width: Some(params.features.len()),
+                output: "prediction",
+                width: 1,
+            },
             Pipeline::Classify { labels, .. } => Signature {
                 input: "image",
+                input_datatype: "BYTES",
+                input_width: None,
                 output: "probabilities",
                 width: labels.len(),
             },
