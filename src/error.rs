@@ -188,6 +188,7 @@ mod tests {
             model: "m".into(),
             queued: 10,
             limit: 10,
+            unit: "rows",
             retry_after: Duration::from_secs(3),
         }
         .into();

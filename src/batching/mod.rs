@@ -28,11 +28,13 @@ pub use scheduler::Batcher;
 /// Errors of the batching layer, as the handler sees them.
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum SchedulerError {
-    #[error("model {model:?}: queue full ({queued} rows waiting, limit {limit}); retry later")]
+    #[error("model {model:?}: queue full ({queued} {unit} waiting, limit {limit}); retry later")]
     QueueFull {
         model: String,
         queued: usize,
         limit: usize,
+        /// "rows", or "tokens" for a text model's token budget.
+        unit: &'static str,
         retry_after: Duration,
     },
     #[error("model {model:?} is shutting down and takes no new requests")]
@@ -79,6 +81,7 @@ impl Entry {
         let entry = Entry {
             pending: Pending {
                 rows,
+                units: inputs.first().map_or(rows, |t| t.data.len()),
                 shape,
                 enqueued: std::time::Instant::now(),
                 deadline: None,

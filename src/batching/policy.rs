@@ -36,6 +36,9 @@ pub type ShapeKey = Box<[usize]>;
 #[derive(Clone, Debug, PartialEq)]
 pub struct Pending {
     pub rows: usize,
+    /// Elements of the request's first input: rows × row width, so for text the
+    /// tokens it brings (padded within the request).
+    pub units: usize,
     pub shape: ShapeKey,
     pub enqueued: Instant,
     /// When the request stops being worth running (answered 504 instead).
@@ -45,9 +48,9 @@ pub struct Pending {
 }
 
 impl Pending {
-    /// Units of work this request adds to a batch: rows × elements per row.
+    /// Units of work this request adds to a batch (see `units`).
     pub fn work(&self) -> f64 {
-        (self.rows * self.shape.iter().product::<usize>().max(1)) as f64
+        self.units as f64
     }
 }
 
@@ -209,6 +212,7 @@ mod tests {
     fn p(rows: usize, shape: usize, t0: Instant, at_us: u64) -> Pending {
         Pending {
             rows,
+            units: rows * shape,
             shape: vec![shape].into_boxed_slice(),
             enqueued: t0 + Duration::from_micros(at_us),
             deadline: None,

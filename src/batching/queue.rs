@@ -1,4 +1,4 @@
-//! A model's waiting requests, bounded in rows. Plain data behind a std `Mutex` (never
+//! A model's waiting requests, bounded in rows (and, for text, in tokens). Plain data behind a std `Mutex` (never
 //! held across an await): admission and removal are O(1) except for batches that skip
 //! over requests of another shape.
 
@@ -16,17 +16,22 @@ pub struct Queue {
     rows: usize,
     /// Admission limit in rows.
     limit: usize,
+    /// Units (elements of the first input: tokens for text) waiting, and their limit.
+    units: usize,
+    unit_limit: Option<usize>,
     /// Set at shutdown: admission refuses, the scheduler drains what is left.
     closed: bool,
 }
 
 impl Queue {
-    pub fn new(model: &str, limit: usize) -> Queue {
+    pub fn new(model: &str, limit: usize, unit_limit: Option<usize>) -> Queue {
         Queue {
             model: model.to_string(),
             entries: VecDeque::new(),
             rows: 0,
             limit,
+            units: 0,
+            unit_limit,
             closed: false,
         }
     }
@@ -45,11 +50,26 @@ impl Queue {
                 model: self.model.clone(),
                 queued: self.rows,
                 limit: self.limit,
+                unit: "rows",
+                retry_after: retry_after(self.rows, drain_per_row),
+            };
+            return Err(err);
+        }
+        if let Some(limit) = self
+            .unit_limit
+            .filter(|&l| self.units + entry.pending.units > l)
+        {
+            let err = SchedulerError::QueueFull {
+                model: self.model.clone(),
+                queued: self.units,
+                limit,
+                unit: "tokens",
                 retry_after: retry_after(self.rows, drain_per_row),
             };
             return Err(err);
         }
         self.rows += entry.pending.rows;
+        self.units += entry.pending.units;
         self.entries.push_back(entry);
         Ok(())
     }
@@ -75,6 +95,7 @@ impl Queue {
             taken
         };
         self.rows -= taken.iter().map(|e| e.pending.rows).sum::<usize>();
+        self.units -= taken.iter().map(|e| e.pending.units).sum::<usize>();
         taken
     }
 
@@ -122,7 +143,7 @@ mod tests {
 
     #[test]
     fn admission_is_bounded_in_rows() {
-        let mut q = Queue::new("m", 5);
+        let mut q = Queue::new("m", 5, None);
         assert!(q.push(entry(3), Duration::ZERO).is_ok());
         assert!(q.push(entry(2), Duration::ZERO).is_ok());
         let err = q.push(entry(1), Duration::from_millis(300)).unwrap_err();
@@ -132,6 +153,7 @@ mod tests {
                 model: "m".into(),
                 queued: 5,
                 limit: 5,
+                unit: "rows",
                 retry_after: Duration::from_secs(2)
             }
         );
@@ -140,7 +162,7 @@ mod tests {
 
     #[test]
     fn take_keeps_the_order_of_the_rest() {
-        let mut q = Queue::new("m", 100);
+        let mut q = Queue::new("m", 100, None);
         for rows in 1..=5 {
             q.push(entry(rows), Duration::ZERO).unwrap();
         }
@@ -155,8 +177,23 @@ mod tests {
     }
 
     #[test]
+    fn a_token_budget_bounds_text_queues() {
+        // Entries of r rows × 1 element: r units each; 6 units allowed.
+        let mut q = Queue::new("m", 100, Some(6));
+        q.push(entry(4), Duration::ZERO).unwrap();
+        let err = q.push(entry(3), Duration::ZERO).unwrap_err();
+        assert!(
+            err.to_string().contains("4 tokens waiting, limit 6"),
+            "{err}"
+        );
+        q.push(entry(2), Duration::ZERO).unwrap();
+        q.take(&[0]);
+        q.push(entry(3), Duration::ZERO).unwrap();
+    }
+
+    #[test]
     fn closed_queue_refuses() {
-        let mut q = Queue::new("m", 100);
+        let mut q = Queue::new("m", 100, None);
         q.close();
         let err = q.push(entry(1), Duration::ZERO).unwrap_err();
         assert!(matches!(err, SchedulerError::ShuttingDown { .. }));

@@ -74,7 +74,7 @@ impl Batcher {
         let instances = backends.len().max(1);
         let shared = Arc::new(Shared {
             model: model.to_string(),
-            queue: Mutex::new(Queue::new(model, cfg.max_queue_rows)),
+            queue: Mutex::new(Queue::new(model, cfg.max_queue_rows, cfg.max_queue_tokens)),
             drain_cfg: BatchingConfig {
                 max_queue_delay: Duration::ZERO,
                 latency_target: None,

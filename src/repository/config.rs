@@ -56,6 +56,7 @@ struct RawBatching {
     #[serde(default = "default_queue_size")]
     max_queue_size: usize,
     latency_target_ms: Option<f64>,
+    max_queue_tokens: Option<usize>,
     default_timeout_us: Option<u64>,
     #[serde(default = "one")]
     priority_levels: u32,
@@ -125,6 +126,8 @@ pub struct BatchingConfig {
     pub preferred_batch_sizes: Vec<usize>,
     /// Rows that may wait; beyond, requests are refused with 429.
     pub max_queue_rows: usize,
+    /// Tokens (elements of the first input) that may wait: a text model's budget.
+    pub max_queue_tokens: Option<usize>,
     /// Replaces the fixed window: dispatch at the latest moment that keeps the oldest
     /// request inside this target, by the learned batch cost.
     pub latency_target: Option<Duration>,
@@ -149,6 +152,7 @@ impl Default for BatchingConfig {
             max_queue_delay: Duration::ZERO,
             preferred_batch_sizes: vec![],
             max_queue_rows: DEFAULT_QUEUE_ROWS,
+            max_queue_tokens: None,
             latency_target: None,
             default_timeout: None,
             priority_levels: 1,
@@ -301,6 +305,7 @@ impl ModelConfig {
                     max_queue_delay: Duration::from_micros(b.max_queue_delay_us),
                     preferred_batch_sizes: preferred,
                     max_queue_rows: b.max_queue_size,
+                    max_queue_tokens: b.max_queue_tokens,
                     latency_target,
                     default_timeout: b.default_timeout_us.map(Duration::from_micros),
                     priority_levels: b.priority_levels,
