@@ -32,7 +32,9 @@ pub enum BackendError {
 pub trait Backend: Send + 'static {
     /// Runs one batch. `inputs` follow the model's declared input order, each with the
     /// batch dimension first; the result follows the declared output order.
-    fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, BackendError>;
+    /// Inputs are borrowed: the ONNX Runtime backend runs on views of them (no copy),
+    /// and a failed batch can be re-run request by request.
+    fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, BackendError>;
 }
 
 /// Where models run (`--device`).

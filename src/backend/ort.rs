@@ -8,7 +8,8 @@ use std::sync::OnceLock;
 use ort::environment::Environment;
 use ort::ep::{self, ExecutionProvider};
 use ort::session::Session;
-use ort::value::{DynValue, Tensor as OrtTensor, TensorElementType, ValueType};
+use ort::session::SessionInputValue;
+use ort::value::{DynValue, TensorElementType, TensorRef, ValueType};
 
 use super::{Backend, BackendError, Device};
 use crate::repository::config::ModelConfig;
@@ -205,9 +206,12 @@ impl OrtBackend {
     }
 }
 
-fn to_ort_value(t: Tensor) -> Result<DynValue, ort::Error> {
+/// A view of `t` for ONNX Runtime: no copy of the data.
+fn to_ort_value(t: &Tensor) -> Result<SessionInputValue<'_>, ort::Error> {
     let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
-    Ok(crate::with_tensor_data!(t.data, v => OrtTensor::from_array((shape, v))?.into_dyn()))
+    Ok(
+        crate::with_tensor_data!(&t.data, v => SessionInputValue::from(TensorRef::from_array_view((shape, v.as_slice()))?)),
+    )
 }
 
 fn from_ort_value(name: &str, value: &DynValue) -> Result<Tensor, BackendError> {
@@ -244,11 +248,11 @@ fn from_ort_value(name: &str, value: &DynValue) -> Result<Tensor, BackendError> 
 }
 
 impl Backend for OrtBackend {
-    fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, BackendError> {
+    fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, BackendError> {
         let mut named = Vec::with_capacity(inputs.len());
         for (spec, t) in self.inputs.iter().zip(inputs) {
             let value = to_ort_value(t).map_err(|e| BackendError::Run(e.to_string()))?;
-            named.push((spec.name.clone(), value));
+            named.push((spec.name.as_str(), value));
         }
         let outputs = self
             .session

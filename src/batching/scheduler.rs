@@ -267,6 +267,52 @@ fn assemble(shared: &Shared, entries: Vec<Entry>) -> Option<Batch> {
     })
 }
 
+/// Runs one batch; a panic in the backend becomes an error like any other.
+fn run_guarded<B: Backend>(backend: &mut B, inputs: &[Tensor]) -> Result<Vec<Tensor>, String> {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| backend.run(inputs))) {
+        Ok(Ok(outputs)) => Ok(outputs),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("the backend panicked".to_string()),
+    }
+}
+
+/// After a batch failed: runs each of its requests alone, so one poisoned request (an
+/// index out of range, a value the model chokes on) fails alone and its batch mates
+/// are still answered. A batch of one is simply answered 500.
+fn isolate<B: Backend>(backend: &mut B, shared: &Shared, batch: Batch, rows: &[usize]) {
+    let alone = if batch.members.len() > 1 {
+        split(batch.inputs, rows).ok()
+    } else {
+        None
+    };
+    let Some(alone) = alone else {
+        for member in batch.members {
+            let _ = member.reply.send(Err(SchedulerError::Internal));
+        }
+        return;
+    };
+    for (member, inputs) in batch.members.into_iter().zip(alone) {
+        let started = Instant::now();
+        let answer = run_guarded(backend, &inputs)
+            .and_then(|outputs| split(outputs, &[member.rows]).map_err(|e| e.to_string()));
+        let compute = started.elapsed();
+        match answer {
+            Ok(mut pieces) => {
+                let _ = member.reply.send(Ok(Reply {
+                    outputs: pieces.pop().unwrap_or_default(),
+                    queue: member.queue_wait,
+                    compute,
+                    batch_rows: member.rows,
+                }));
+            }
+            Err(reason) => {
+                tracing::error!(model = %shared.model, request_id = ?member.request_id, error = %reason, "request failed on its own");
+                let _ = member.reply.send(Err(SchedulerError::Internal));
+            }
+        }
+    }
+}
+
 /// A device worker: takes batches until the channel closes. A failing or panicking run
 /// fails only that batch's requests; the worker goes on with the next batch.
 fn worker_loop<B: Backend>(
@@ -286,7 +332,7 @@ fn worker_loop<B: Backend>(
         let total: usize = rows.iter().sum();
         let work = batch.work;
         let started = Instant::now();
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| backend.run(batch.inputs)));
+        let result = run_guarded(&mut backend, &batch.inputs);
         let compute = started.elapsed();
         meter.add(compute);
         let fit = {
@@ -298,11 +344,7 @@ fn worker_loop<B: Backend>(
             shared.metrics.cost_fixed.set(f.fixed_seconds);
             shared.metrics.cost_per_unit.set(f.per_unit_seconds);
         }
-        let pieces = match result {
-            Ok(Ok(outputs)) => split(outputs, &rows).map_err(|e| e.to_string()),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err("the backend panicked".to_string()),
-        };
+        let pieces = result.and_then(|outputs| split(outputs, &rows).map_err(|e| e.to_string()));
         let waits: Vec<Duration> = batch.members.iter().map(|m| m.queue_wait).collect();
         shared
             .stats
@@ -330,9 +372,7 @@ fn worker_loop<B: Backend>(
                     .filter_map(|m| m.request_id.as_deref())
                     .collect();
                 tracing::error!(model = %shared.model, rows = total, error = %reason, request_ids = ?ids, "batch failed");
-                for member in batch.members {
-                    let _ = member.reply.send(Err(SchedulerError::Internal));
-                }
+                isolate(&mut backend, &shared, batch, &rows);
             }
         }
     }
@@ -344,20 +384,21 @@ mod tests {
     use crate::backend::BackendError;
     use crate::tensor::TensorData;
 
-    /// Doubles every input element; fails on a batch whose first element is negative,
-    /// and panics on NaN — to show one bad batch does not take the worker down.
+    /// Doubles every input element; fails on a batch holding a negative element and
+    /// panics on NaN — to show one bad request takes down neither the worker nor its
+    /// batch mates.
     struct Doubler;
 
     impl Backend for Doubler {
-        fn run(&mut self, inputs: Vec<Tensor>) -> Result<Vec<Tensor>, BackendError> {
+        fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, BackendError> {
             let t = &inputs[0];
             let TensorData::F32(v) = &t.data else {
                 return Err(BackendError::Run("want FP32".into()));
             };
-            if v[0].is_nan() {
+            if v.iter().any(|x| x.is_nan()) {
                 panic!("NaN");
             }
-            if v[0] < 0.0 {
+            if v.iter().any(|&x| x < 0.0) {
                 return Err(BackendError::Run("negative".into()));
             }
             Ok(vec![Tensor {
@@ -415,6 +456,24 @@ mod tests {
         assert_eq!(boom.await.unwrap().unwrap_err(), SchedulerError::Internal);
         let good = request(&b, 1.0).await.unwrap().unwrap();
         assert_eq!(good.outputs[0].data, TensorData::F32(vec![2.0, 3.0]));
+    }
+
+    #[tokio::test]
+    async fn a_poisoned_request_fails_alone_and_its_batch_mates_are_answered() {
+        // A 30 ms window batches the three; the negative one makes the batch fail.
+        let b = Batcher::start("m", cfg(8, 30), vec![Doubler]);
+        let good1 = request(&b, 1.0);
+        let bad = request(&b, -5.0);
+        let good2 = request(&b, 2.0);
+        assert_eq!(
+            good1.await.unwrap().unwrap().outputs[0].data,
+            TensorData::F32(vec![2.0, 3.0])
+        );
+        assert_eq!(bad.await.unwrap().unwrap_err(), SchedulerError::Internal);
+        assert_eq!(
+            good2.await.unwrap().unwrap().outputs[0].data,
+            TensorData::F32(vec![4.0, 5.0])
+        );
     }
 
     #[tokio::test]

@@ -76,6 +76,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(v2::metrics))
         .routes(routes!(v1::embeddings))
         .routes(routes!(v1::classify))
+        .routes(routes!(v1::predict))
 }
 
 /// All routes: the API, Swagger UI at `/docs` and the document at `/openapi.json`.
@@ -84,10 +85,6 @@ pub fn router(state: AppState) -> Router {
     let (api, spec) = api_routes().split_for_parts();
     api.route_layer(axum::middleware::from_fn(utf8_path))
         .merge(openapi::docs_routes(spec))
-        .route(
-            "/v1/models/{model}/predict",
-            axum::routing::post(v1::predict),
-        )
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))

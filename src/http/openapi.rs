@@ -249,6 +249,16 @@ pub struct ClassifierPath {
     model: String,
 }
 
+/// `{model}` in the path of a tabular prediction.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct TabularPath {
+    /// A tabular model (the shipped `diabetes`).
+    #[param(example = "diabetes")]
+    model: String,
+}
+
 /// `{model}` and `{version}` in a path.
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Path)]
@@ -393,6 +403,26 @@ impl PartialSchema for OutputValues {
 impl ToSchema for OutputValues {
     fn name() -> Cow<'static, str> {
         Cow::Borrowed("OutputValues")
+    }
+}
+
+/// A number, or `null` for a NaN or infinite value (JSON has no spelling for them).
+pub struct NumberOrNull;
+
+impl PartialSchema for NumberOrNull {
+    fn schema() -> RefOr<Schema> {
+        // anyOf rather than `type: [number, null]`: schemathesis 4.32 cannot analyse a
+        // type list as array items.
+        AnyOf::builder()
+            .item(typed(Type::Number))
+            .item(typed(Type::Null))
+            .into()
+    }
+}
+
+impl ToSchema for NumberOrNull {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("NumberOrNull")
     }
 }
 
@@ -677,6 +707,17 @@ pub struct ClassifyResponse {
     predictions: Vec<Vec<Prediction>>,
 }
 
+/// `POST /v1/models/{model}/predict` answer.
+#[derive(ToSchema)]
+#[schema(example = json!({"model": "diabetes", "predictions": [202.71]}))]
+#[allow(dead_code)]
+pub struct PredictResponse {
+    model: String,
+    /// One per instance, in order, in the target's units; `null` if not finite.
+    #[schema(value_type = Vec<NumberOrNull>)]
+    predictions: (),
+}
+
 /// One model of `POST /v2/repository/index` (Triton's model repository extension).
 #[derive(ToSchema)]
 #[schema(example = json!({"name": "mlp", "version": "1", "state": "READY"}))]
@@ -739,6 +780,7 @@ mod tests {
         ("repository_unload", &[200], UnloadErrors::KINDS),
         ("embeddings", &[200], TaskErrors::KINDS),
         ("classify", &[200], TaskErrors::KINDS),
+        ("predict", &[200], TaskErrors::KINDS),
     ];
 
     #[test]

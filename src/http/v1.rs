@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::openapi::{
     error_kinds, Binary, ClassifierPath, ClassifyResponse, EmbeddingsInput, EmbeddingsResponse,
-    TimeoutHeader,
+    PredictResponse, TabularPath, TimeoutHeader,
 };
 use super::tasks::{self, f32_base64, task_schedule, Timing};
 use super::{AppState, RequestId};
@@ -300,16 +300,36 @@ pub async fn classify(
 }
 
 /// `POST /v1/models/{m}/predict` body: raw named features.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"instance": {"age": 59, "sex": 2, "bmi": 32.1, "bp": 101,
+    "s1": 157, "s2": 93.2, "s3": 38, "s4": 4, "s5": 4.8598, "s6": 87}}))]
 pub struct PredictRequest {
     /// One object of named features, or several in `instances`.
     #[serde(default)]
+    #[schema(value_type = Option<std::collections::HashMap<String, f64>>)]
     pub instance: Option<serde_json::Map<String, Value>>,
     #[serde(default)]
+    #[schema(value_type = Option<Vec<std::collections::HashMap<String, f64>>>)]
     pub instances: Option<Vec<serde_json::Map<String, Value>>>,
 }
 
+#[utoipa::path(post, path = "/v1/models/{model}/predict",
+    summary = "Tabular prediction from named raw features",
+    tag = "tasks",
+    params(TabularPath, TimeoutHeader),
+    request_body(content = PredictRequest, description = "One instance, or several, of the \
+        model's named features in their raw units; standardised as the model says."),
+    responses(
+        (status = 200, description = "One prediction per instance, in the target's units",
+            body = PredictResponse, headers(
+                ("x-convoy-pre-us" = u64, description = "Microseconds of pre-processing"),
+                ("x-convoy-queue-us" = u64, description = "Microseconds queued"),
+                ("x-convoy-infer-us" = u64, description = "Microseconds on the device"),
+                ("x-convoy-post-us" = u64, description = "Microseconds of post-processing"),
+            )),
+        TaskErrors,
+    ))]
 pub async fn predict(
     State(st): State<AppState>,
     Path(model): Path<String>,

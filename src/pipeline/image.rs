@@ -4,7 +4,7 @@
 use std::io::Cursor;
 
 use image::imageops::{self, FilterType};
-use image::{DynamicImage, ImageReader, Limits};
+use image::{DynamicImage, ImageFormat, ImageReader, Limits};
 use serde::Deserialize;
 
 use super::PipelineError;
@@ -99,8 +99,14 @@ pub fn preprocess(bytes: &[u8], p: &ImageParams, field: &str) -> Result<Vec<f32>
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| bad(format!("cannot read the image: {e}")))?;
-    if reader.format().is_none() {
-        return Err(bad("not a PNG or JPEG image".into()));
+    match reader.format() {
+        Some(ImageFormat::Png | ImageFormat::Jpeg) => {}
+        Some(other) => {
+            return Err(bad(format!(
+                "not a PNG or JPEG image (it looks like {other:?})"
+            )))
+        }
+        None => return Err(bad("not a PNG or JPEG image".into())),
     }
     let (w, h) = reader
         .into_dimensions()
