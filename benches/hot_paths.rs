@@ -61,16 +61,21 @@ fn mlp_batching(priority_levels: u32) -> BatchingConfig {
 fn queue(n: usize, priorities: bool, t0: Instant) -> Vec<Pending> {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     (0..n)
-        .map(|i| Pending {
-            rows: 1 + rng.below(4) as usize,
-            shape: vec![if rng.below(8) == 0 { 12 } else { 10 }].into_boxed_slice(),
-            enqueued: t0 + Duration::from_micros(i as u64),
-            deadline: None,
-            priority: if priorities {
-                1 + rng.below(3) as u32
-            } else {
-                1
-            },
+        .map(|i| {
+            let rows = 1 + rng.below(4) as usize;
+            let width = if rng.below(8) == 0 { 12 } else { 10 };
+            Pending {
+                rows,
+                units: rows * width,
+                shape: vec![width].into_boxed_slice(),
+                enqueued: t0 + Duration::from_micros(i as u64),
+                deadline: None,
+                priority: if priorities {
+                    1 + rng.below(3) as u32
+                } else {
+                    1
+                },
+            }
         })
         .collect()
 }
