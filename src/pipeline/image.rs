@@ -117,6 +117,7 @@ pub fn preprocess(bytes: &[u8], p: &ImageParams, field: &str) -> Result<Vec<f32>
             p.max_pixels
         )));
     }
+    check_resized(w, h, p, field)?;
     reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| bad(format!("cannot read the image: {e}")))?;
@@ -128,33 +129,46 @@ pub fn preprocess(bytes: &[u8], p: &ImageParams, field: &str) -> Result<Vec<f32>
     let img = reader
         .decode()
         .map_err(|e| bad(format!("cannot decode the image: {e}")))?;
-    Ok(transform(img, p))
+    transform(img, p)
 }
 
-/// Resize, crop, normalise and lay out one decoded image.
-pub fn transform(img: DynamicImage, p: &ImageParams) -> Vec<f32> {
-    let (w, h) = (img.width().max(1), img.height().max(1));
-    let (nw, nh) = match (p.resize, p.resize_short) {
-        (Some([rw, rh]), _) => (rw, rh),
-        (None, Some(short)) => {
-            if w <= h {
-                (
-                    short,
-                    ((h as u64 * short as u64) as f64 / w as f64)
-                        .round()
-                        .max(1.0) as u32,
-                )
-            } else {
-                (
-                    ((w as u64 * short as u64) as f64 / h as f64)
-                        .round()
-                        .max(1.0) as u32,
-                    short,
-                )
-            }
-        }
-        (None, None) => (w, h),
+/// The size an image of `w`×`h` pixels is resized to before the crop: exact for
+/// `resize`, aspect-preserving for `resize_short`. Pure, saturating (never overflows).
+pub fn resized_dims(w: u32, h: u32, p: &ImageParams) -> (u32, u32) {
+    let (w, h) = (w.max(1) as u64, h.max(1) as u64);
+    let scale = |long: u64, short_side: u64, short: u32| -> u32 {
+        // round(long × short / short_side), at least 1, saturating at u32::MAX.
+        let n = (long * short as u64 + short_side / 2) / short_side;
+        n.clamp(1, u32::MAX as u64) as u32
     };
+    match (p.resize, p.resize_short) {
+        (Some([rw, rh]), _) => (rw, rh),
+        (None, Some(short)) if w <= h => (short, scale(h, w, short)),
+        (None, Some(short)) => (scale(w, h, short), short),
+        (None, None) => (w as u32, h as u32),
+    }
+}
+
+/// Refuses an image whose resized size (before the crop) would exceed `max_pixels`: an
+/// extreme aspect ratio (1×1,000,000) passes the decoded-size limit, yet resizing its
+/// short side up would allocate without bound.
+fn check_resized(w: u32, h: u32, p: &ImageParams, field: &str) -> Result<(), PipelineError> {
+    let (nw, nh) = resized_dims(w, h, p);
+    if nw as u64 * nh as u64 > p.max_pixels {
+        return Err(PipelineError::TooLarge(format!(
+            "{field}: image of {w}×{h} pixels would resize to {nw}×{nh}, over the limit of {} \
+             pixels (aspect ratio too extreme)",
+            p.max_pixels
+        )));
+    }
+    Ok(())
+}
+
+/// Resize, crop, normalise and lay out one decoded image. Refuses (TooLarge) an image
+/// whose resized size would exceed `max_pixels`.
+pub fn transform(img: DynamicImage, p: &ImageParams) -> Result<Vec<f32>, PipelineError> {
+    check_resized(img.width(), img.height(), p, "image")?;
+    let (nw, nh) = resized_dims(img.width(), img.height(), p);
     let resized = if p.channels == 1 {
         DynamicImage::ImageLuma8(imageops::resize(
             &img.to_luma8(),
@@ -191,7 +205,7 @@ pub fn transform(img: DynamicImage, p: &ImageParams) -> Vec<f32> {
             out[c * cw * ch + i] = (v as f32 - p.mean) / p.scale;
         }
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -261,6 +275,46 @@ mod tests {
         p.max_bytes = 10;
         let e = preprocess(&png(2, 2, |_, _| [0; 3]), &p, "image").unwrap_err();
         assert!(matches!(e, PipelineError::TooLarge(_)), "{e:?}");
+    }
+
+    #[test]
+    fn resized_size_keeps_the_aspect_ratio_and_saturates() {
+        let p = params(); // resize_short 4
+        assert_eq!(resized_dims(16, 32, &p), (4, 8));
+        assert_eq!(resized_dims(30, 20, &p), (6, 4));
+        assert_eq!(resized_dims(0, 0, &p), (4, 4));
+        // 1×40,000,000 would be 4×160,000,000: saturates instead of overflowing.
+        assert_eq!(resized_dims(1, u32::MAX, &p), (4, u32::MAX));
+        let mut exact = params();
+        (exact.resize, exact.resize_short) = (Some([7, 5]), None);
+        assert_eq!(resized_dims(1, 1_000_000, &exact), (7, 5));
+    }
+
+    #[test]
+    fn an_extreme_aspect_ratio_is_refused_before_it_is_resized() {
+        // 2×400 = 800 pixels is within the limit, but its short side resized to 4 makes
+        // 4×800 = 3,200 pixels, over a limit of 1,000.
+        let mut p = params();
+        p.max_pixels = 1_000;
+        let e = preprocess(&png(2, 400, |_, _| [9; 3]), &p, "inputs[1]").unwrap_err();
+        assert!(
+            matches!(e, PipelineError::TooLarge(ref m)
+                if m.starts_with("inputs[1]:") && m.contains("4×800")),
+            "{e:?}"
+        );
+        // The same image through `transform` directly is refused too.
+        let img = image::load_from_memory(&png(2, 400, |_, _| [9; 3])).unwrap();
+        assert!(matches!(
+            transform(img, &p),
+            Err(PipelineError::TooLarge(_))
+        ));
+        // A moderate one still passes.
+        assert_eq!(
+            preprocess(&png(8, 16, |_, _| [9; 3]), &p, "x")
+                .unwrap()
+                .len(),
+            12
+        );
     }
 
     #[test]

@@ -1,0 +1,259 @@
+//! What each fuzz target does with one input, and the properties it checks. Shared by
+//! the cargo-fuzz targets in this folder and by `tests/fuzz_regressions.rs` (which
+//! includes this file with `#[path]`), so a crash input replays through exactly the
+//! same code under a plain `cargo test`.
+//!
+//! Every function must return normally for any input: an `Err` from Convoy is a fine
+//! answer, a panic or an abort is a finding. Beyond "no panic", each checks what the
+//! server relies on downstream (a decoded tensor's length matches its shape; a request
+//! error is a 4xx, never a 500; ...), because a silent wrong answer is worse than a crash.
+
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use convoy::batching::batch::{split, stack};
+use convoy::http::decode::{decode_inputs, schedule, ValidInputs};
+use convoy::http::dto::InferRequest;
+use convoy::pipeline::image::{preprocess, ImageParams};
+use convoy::pipeline::text::TextStage;
+use convoy::pipeline::PipelineError;
+use convoy::repository::config::BatchingConfig;
+use convoy::repository::TensorSpec;
+use convoy::tensor::{element_count, DataType};
+
+fn spec(name: &str, datatype: DataType, dims: &[i64]) -> TensorSpec {
+    TensorSpec {
+        name: name.into(),
+        datatype,
+        dims: dims.to_vec(),
+    }
+}
+
+/// The models a request is decoded against: the shipped MLP, and one input of every
+/// served datatype with fixed, dynamic, multi-dimensional and scalar-row dims.
+pub fn model_specs() -> Vec<(&'static str, Vec<TensorSpec>, usize)> {
+    vec![
+        ("mlp", vec![spec("input", DataType::F32, &[10])], 64),
+        (
+            "all_types",
+            vec![
+                spec("input", DataType::F32, &[-1]),
+                spec("mask", DataType::I64, &[-1]),
+                spec("ids", DataType::I32, &[2, -1]),
+                spec("flag", DataType::Bool, &[]),
+                spec("u8", DataType::U8, &[3]),
+                spec("i8", DataType::I8, &[-1]),
+                spec("f64", DataType::F64, &[2]),
+            ],
+            8,
+        ),
+    ]
+}
+
+/// A model with priorities and a default deadline, for `schedule`.
+fn scheduled_model() -> BatchingConfig {
+    BatchingConfig {
+        max_batch_size: 8,
+        dynamic: true,
+        priority_levels: 3,
+        default_priority: 2,
+        default_timeout: Some(Duration::from_secs(1)),
+        ..BatchingConfig::default()
+    }
+}
+
+/// What must hold of any decoder answer.
+fn check_decoded(
+    model: &str,
+    result: Result<ValidInputs, convoy::error::ApiError>,
+    specs: &[TensorSpec],
+    max_batch_size: usize,
+) {
+    let valid = match result {
+        Err(e) => {
+            // A malformed or mismatched request is the client's fault: 400 or 422.
+            assert!(
+                matches!(e.kind(), "bad_request" | "unprocessable"),
+                "{model}: a request error must be 400/422, got {} ({e})",
+                e.kind()
+            );
+            return;
+        }
+        Ok(v) => v,
+    };
+    assert_eq!(
+        valid.tensors.len(),
+        specs.len(),
+        "{model}: one tensor per input"
+    );
+    assert!(
+        (1..=max_batch_size).contains(&valid.rows),
+        "{model}: {} rows accepted for max_batch_size {max_batch_size}",
+        valid.rows
+    );
+    let mut key = Vec::new();
+    for (t, s) in valid.tensors.iter().zip(specs) {
+        assert_eq!(
+            t.data.datatype(),
+            s.datatype,
+            "{model}: {} datatype",
+            s.name
+        );
+        assert_eq!(t.shape.len(), s.dims.len() + 1, "{model}: {} rank", s.name);
+        assert_eq!(t.shape[0], valid.rows, "{model}: {} rows", s.name);
+        for (&want, &got) in s.dims.iter().zip(&t.shape[1..]) {
+            assert!(
+                got > 0 && (want == -1 || want as usize == got),
+                "{model}: {} dims {:?}",
+                s.name,
+                t.shape
+            );
+        }
+        assert_eq!(
+            element_count(&t.shape),
+            Some(t.data.len()),
+            "{model}: {} holds {} values for shape {:?}",
+            s.name,
+            t.data.len(),
+            t.shape
+        );
+        key.extend_from_slice(&t.shape[1..]);
+    }
+    assert_eq!(&*valid.shape_key, key.as_slice(), "{model}: shape key");
+    // What the batcher does next: two such requests stack and split back unchanged.
+    let refs = [valid.tensors.as_slice(), valid.tensors.as_slice()];
+    let batch = stack(&refs, false).expect("two identical requests stack");
+    for b in &batch {
+        assert_eq!(b.shape[0], 2 * valid.rows);
+    }
+    let back = split(batch, &[valid.rows, valid.rows]).expect("a stacked batch splits");
+    assert_eq!(back[0], valid.tensors);
+    assert_eq!(back[1], valid.tensors);
+}
+
+/// A v2 infer body: the JSON part as the server parses it, then `binary` (the bytes
+/// after `Inference-Header-Content-Length`), decoded for every model.
+pub fn v2_body(json: &[u8], binary: &[u8]) {
+    for (model, specs, max) in model_specs() {
+        // Parsed per model: `InferInputRequest` is not `Clone`, and the parse is part of
+        // what is fuzzed.
+        let Ok(request) = serde_json::from_slice::<InferRequest>(json) else {
+            return;
+        };
+        if model == "mlp" {
+            let arrived = Instant::now();
+            if let Ok((deadline, priority)) = schedule(
+                request.parameters.as_ref(),
+                None,
+                &scheduled_model(),
+                arrived,
+            ) {
+                assert!((1..=3).contains(&priority), "priority {priority}");
+                assert!(deadline.is_none_or(|d| d > arrived), "deadline in the past");
+            }
+        }
+        let result = decode_inputs(model, request.inputs, &specs, max, binary);
+        check_decoded(model, result, &specs, max);
+    }
+}
+
+/// Target `v2_json`: arbitrary bytes as a JSON-only infer body.
+pub fn v2_json(data: &[u8]) {
+    v2_body(data, &[]);
+}
+
+/// The pre-processing of the shipped image classifier (EfficientNet-Lite0: short side
+/// 256, centre crop 224), with the limits of a small deployment.
+pub fn image_params() -> Vec<ImageParams> {
+    vec![
+        ImageParams {
+            resize_short: Some(256),
+            resize: None,
+            crop: Some(224),
+            channels: 3,
+            mean: 127.0,
+            scale: 128.0,
+            max_bytes: 1 << 20,
+            max_pixels: 1 << 20,
+        },
+        ImageParams {
+            resize_short: None,
+            resize: Some([7, 5]),
+            crop: None,
+            channels: 1,
+            mean: 0.0,
+            scale: 255.0,
+            max_bytes: 1 << 20,
+            max_pixels: 1 << 20,
+        },
+    ]
+}
+
+/// Target `image`: arbitrary bytes as an uploaded image.
+pub fn image(data: &[u8]) {
+    for p in image_params() {
+        match preprocess(data, &p, "image") {
+            Ok(v) => {
+                assert_eq!(v.len(), p.output_len(), "values per image");
+                assert!(v.iter().all(|x| x.is_finite()), "non-finite pixel value");
+            }
+            Err(PipelineError::Input(m) | PipelineError::TooLarge(m)) => {
+                assert!(m.starts_with("image: "), "error must name the field: {m}");
+            }
+        }
+    }
+}
+
+/// Tokens the fuzzed text stage allows (small, so truncation is exercised constantly).
+pub const MAX_TOKENS: usize = 16;
+
+pub fn text_stage(tokenizer_json: &Path) -> TextStage {
+    TextStage::load(tokenizer_json, MAX_TOKENS).expect("the fixture tokenizer loads")
+}
+
+/// Target `tokenizer`: arbitrary bytes as texts, lossy UTF-8 (one text) and, when the
+/// bytes are valid UTF-8, strict (one text per line, as a list of inputs), each
+/// tokenized exact and truncating.
+pub fn tokenizer(stage: &TextStage, data: &[u8]) {
+    let lossy = vec![String::from_utf8_lossy(data).into_owned()];
+    encode_both(stage, &lossy);
+    if let Ok(s) = std::str::from_utf8(data) {
+        let lines: Vec<String> = s.split('\n').take(8).map(str::to_owned).collect();
+        encode_both(stage, &lines);
+    }
+}
+
+fn encode_both(stage: &TextStage, texts: &[String]) {
+    let exact = stage.encode(texts, false, "input");
+    let truncated = stage.encode(texts, true, "input");
+    if let Ok(out) = &truncated {
+        assert_eq!(out.len(), texts.len(), "one encoding per text");
+        for e in out {
+            let n = e.ids.len();
+            assert!((1..=MAX_TOKENS).contains(&n), "{n} tokens after truncation");
+            assert_eq!(e.mask.len(), n);
+            assert_eq!(e.type_ids.len(), n);
+            assert!(
+                e.mask.iter().all(|&m| m == 1),
+                "unpadded: every mask bit set"
+            );
+        }
+    }
+    match (&exact, &truncated) {
+        // Texts that fit come out the same either way.
+        (Ok(a), Ok(b)) => assert_eq!(a, b, "truncation changed a text that fits"),
+        (Ok(_), Err(e)) => panic!("served exact, refused truncated: {e}"),
+        // Truncating serves what exact refuses only for length (said by name).
+        (Err(e), Ok(_)) => assert!(
+            e.to_string().contains("exceeds"),
+            "refused exact, served truncated, not for length: {e}"
+        ),
+        // Both refuse (an empty text, ...): truncating never for length.
+        (Err(_), Err(e)) => assert!(
+            !e.to_string().contains("exceeds"),
+            "refused for length after truncation: {e}"
+        ),
+    }
+}
