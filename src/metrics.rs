@@ -91,10 +91,26 @@ pub fn install(record: bool) -> PrometheusHandle {
             // Convoy's metrics go there and `/metrics` shows what this recorder saw.
             if record {
                 let _ = metrics::set_global_recorder(recorder);
+                start_upkeep(handle.clone());
             }
             handle
         })
         .clone()
+}
+
+/// Drains the histograms' pending samples every few seconds. The exporter otherwise
+/// drains them only when `/metrics` is rendered, so a server nobody scrapes grows its
+/// memory with every request (measured in loadtests: ~120 bytes per request).
+fn start_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("convoy-metrics-upkeep".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(5));
+            handle.run_upkeep();
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no metrics upkeep thread: samples drain only on scrape");
+    }
 }
 
 /// The handles of one model (or of "unknown" for requests naming no served model).

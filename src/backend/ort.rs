@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use ort::environment::Environment;
+use ort::ep::ExecutionProviderDispatch;
+#[cfg(feature = "cuda")]
 use ort::ep::{self, ExecutionProvider};
 use ort::session::Session;
 use ort::session::SessionInputValue;
@@ -14,6 +16,28 @@ use ort::value::{DynValue, TensorElementType, TensorRef, ValueType};
 use super::{Backend, BackendError, Device};
 use crate::repository::config::ModelConfig;
 use crate::tensor::{DataType, Tensor, TensorData};
+
+/// Whether the loaded library carries the CUDA execution provider (never, in a build
+/// without the `cuda` feature).
+fn cuda_in_library() -> bool {
+    #[cfg(feature = "cuda")]
+    return ep::CUDA::is_available().unwrap_or(false);
+    #[cfg(not(feature = "cuda"))]
+    false
+}
+
+/// The CUDA execution provider on device `n`, failing the session if it cannot register.
+fn cuda_provider(n: i32) -> Result<ExecutionProviderDispatch, ort::Error> {
+    #[cfg(feature = "cuda")]
+    return Ok(ep::CUDA::default()
+        .with_device_id(n)
+        .build()
+        .error_on_failure());
+    #[cfg(not(feature = "cuda"))]
+    Err(ort::Error::new(format!(
+        "cuda:{n}: this convoy binary was built without the `cuda` feature"
+    )))
+}
 
 /// The default location `deploy/setup.sh ort` unpacks the library to.
 pub const DEFAULT_ORT_LIB: &str = ".ort/cpu/libonnxruntime.so";
@@ -63,7 +87,7 @@ impl Runtime {
             .with_telemetry(false)
             .build()
             .map_err(|e| BackendError::Environment(e.to_string()))?;
-        let cuda_available = ep::CUDA::is_available().unwrap_or(false);
+        let cuda_available = cuda_in_library();
         Ok(Runtime {
             env,
             library: library.to_path_buf(),
@@ -128,12 +152,8 @@ impl Runtime {
                 .map_err(|e| load_err(e.into()))?;
         }
         if let Some(n) = cuda {
-            let cuda_ep = ep::CUDA::default()
-                .with_device_id(n)
-                .build()
-                .error_on_failure();
             builder = builder
-                .with_execution_providers([cuda_ep])
+                .with_execution_providers([cuda_provider(n).map_err(load_err)?])
                 .map_err(|e| load_err(e.into()))?;
         }
         let session = builder.commit_from_file(path).map_err(load_err)?;

@@ -88,8 +88,9 @@ where
         return Decision::Idle;
     }
     if cfg.priority_levels > 1 {
-        // Stable: equal keys keep arrival order.
-        order.sort_by_key(|(_, p)| effective_level(p, now, cfg));
+        // Stable: equal keys keep arrival order. Cached: the level is computed once per
+        // request, not once per comparison.
+        order.sort_by_cached_key(|(_, p)| effective_level(p, now, cfg));
     }
     let head = order[0].1;
     if !cfg.dynamic {

@@ -47,9 +47,18 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
 
 /// The `k` largest scores as (index, score), best first; ties keep the lower index.
 pub fn top_k(scores: &[f32], k: usize) -> Vec<(usize, f32)> {
+    // Best first, ties by index: select the k best in O(n), then sort only those.
+    let order = |&a: &usize, &b: &usize| scores[b].total_cmp(&scores[a]).then(a.cmp(&b));
     let mut idx: Vec<usize> = (0..scores.len()).collect();
-    idx.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
-    idx.into_iter().take(k).map(|i| (i, scores[i])).collect()
+    if k == 0 {
+        return Vec::new();
+    }
+    if k < idx.len() {
+        idx.select_nth_unstable_by(k - 1, order);
+        idx.truncate(k);
+    }
+    idx.sort_unstable_by(order);
+    idx.into_iter().map(|i| (i, scores[i])).collect()
 }
 
 #[cfg(test)]
@@ -83,5 +92,14 @@ mod tests {
             vec![(1, 0.7), (3, 0.7), (2, 0.2)]
         );
         assert_eq!(top_k(&[0.5], 5), vec![(0, 0.5)]);
+        assert_eq!(top_k(&[0.5, 0.9], 0), vec![]);
+        // Against a full sort, on 1000 scores with many ties.
+        let scores: Vec<f32> = (0..1000).map(|i| ((i * 7919) % 97) as f32).collect();
+        let mut all: Vec<usize> = (0..scores.len()).collect();
+        all.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+        for k in [1, 5, 97, 999, 1000] {
+            let want: Vec<(usize, f32)> = all[..k].iter().map(|&i| (i, scores[i])).collect();
+            assert_eq!(top_k(&scores, k), want, "k={k}");
+        }
     }
 }
