@@ -1,8 +1,9 @@
-//! Request bodies: building v2 inference bodies from a model's reference rows, and reading
-//! back how many rows a body carries.
+//! Request bodies: v2 inference bodies from a model's reference rows, OpenAI-style
+//! embeddings bodies from a built-in list of texts, and how many rows a body carries.
 //!
-//! The load modes send one fixed body over and over, read from a file once, so the client
-//! spends no CPU on JSON encoding while it shares the machine with the server.
+//! The load modes send fixed bodies over and over, read from files once, so the client
+//! spends no CPU on JSON encoding while it shares the machine with the server. (Images are
+//! sent as the files themselves, with `--content-type`; they need no body mode.)
 
 use std::path::Path;
 
@@ -76,16 +77,95 @@ pub fn build_body(reference: &Reference, rows: usize) -> Result<Value> {
     }))
 }
 
-/// Rows per request of a v2 body: `shape[0]` of its first input.
+/// Short sentences (a dozen tokens or so): the common case of an embeddings service.
+pub const SHORT_TEXTS: [&str; 8] = [
+    "The parcel arrived two days late.",
+    "Where is the nearest train station?",
+    "Reset the router and try again.",
+    "This jacket keeps me warm in winter.",
+    "Our meeting moved to Thursday morning.",
+    "The soup needs a little more salt.",
+    "Please send the invoice by email.",
+    "The library closes at nine tonight.",
+];
+
+/// Texts of widely varied length, from a few tokens to about a hundred and forty: in a batch
+/// padded to its longest member, the short ones would pay for the long ones, which is
+/// what length bucketing avoids. Ordered so that consecutive entries differ in length.
+pub const VARIED_TEXTS: [&str; 8] = [
+    "Thanks!",
+    "The committee postponed its decision on the new bridge until the traffic study \
+     is finished, which is expected some time next spring.",
+    "Is it raining?",
+    "When the first settlers reached the valley they found the river far wider than \
+     the maps suggested. They spent the summer building rafts from the pines on the \
+     eastern slope, and by autumn a small ferry carried grain, tools and the occasional \
+     traveller across the water. The ferry ran for almost forty years, until a stone \
+     bridge was finished a few miles upstream and the crossing fell quiet.",
+    "Battery low, charging now.",
+    "A good onboarding document answers the questions a new engineer will have in \
+     their first week: how to build the project, where the tests live, who reviews \
+     which parts of the code, and how a change travels from a laptop to production.",
+    "She smiled.",
+    "Modern compilers transform source code through many intermediate \
+     representations. Parsing produces a syntax tree; name resolution and type \
+     checking annotate it; lowering turns it into a simpler form where control flow is \
+     explicit. Optimisation passes then remove redundant computations, inline small \
+     functions, hoist invariant work out of loops and allocate registers, before the \
+     back end finally selects machine instructions and lays out the executable. Each \
+     stage is simpler to reason about than the whole, which is why the design has \
+     lasted for decades, and why so many languages can share one optimiser and one \
+     code generator while differing completely in their front ends.",
+];
+
+/// How the texts of an embeddings body are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TextLength {
+    /// From `SHORT_TEXTS`.
+    Short,
+    /// From `VARIED_TEXTS`.
+    Mixed,
+}
+
+/// An OpenAI-style `/v1/embeddings` body: `texts` texts of the chosen kind, starting at
+/// entry `offset` of its list and cycling (so bodies with different offsets differ).
+pub fn build_embeddings_body(
+    model: &str,
+    texts: usize,
+    length: TextLength,
+    offset: usize,
+) -> Result<Value> {
+    if texts == 0 {
+        bail!("--texts must be at least 1");
+    }
+    let list: &[&str] = match length {
+        TextLength::Short => &SHORT_TEXTS,
+        TextLength::Mixed => &VARIED_TEXTS,
+    };
+    let input: Vec<&str> = (0..texts)
+        .map(|i| list[(offset + i) % list.len()])
+        .collect();
+    Ok(json!({ "input": input, "model": model }))
+}
+
+/// Rows per request of a JSON body: `shape[0]` of a v2 body's first input, or the number
+/// of texts of an embeddings body (`input`: a string or an array of them).
 ///
 /// The throughput in rows/s is what batching changes, so the load modes need it; reading it
 /// from the body avoids a second, possibly inconsistent, command-line value.
 pub fn rows_in_body(body: &[u8]) -> Result<usize> {
     let v: Value = serde_json::from_slice(body).context("request body is not JSON")?;
+    if let Some(input) = v.get("input") {
+        return match input {
+            Value::String(_) => Ok(1),
+            Value::Array(items) if !items.is_empty() => Ok(items.len()),
+            _ => bail!("embeddings body: `input` is neither a text nor a list of texts"),
+        };
+    }
     let rows = v
         .pointer("/inputs/0/shape/0")
         .and_then(Value::as_u64)
-        .context("request body has no inputs[0].shape[0]; pass --rows-per-request")?;
+        .context("request body has no inputs[0].shape[0] nor input; pass --rows-per-request")?;
     usize::try_from(rows).context("shape[0] too large")
 }
 
@@ -122,6 +202,35 @@ mod tests {
     fn rows_are_read_back_from_a_body() {
         let body = serde_json::to_vec(&build_body(&reference(), 64).unwrap()).unwrap();
         assert_eq!(rows_in_body(&body).unwrap(), 64);
+    }
+
+    #[test]
+    fn embeddings_bodies_cycle_their_list() {
+        let b = build_embeddings_body("minilm", 3, TextLength::Mixed, 7).unwrap();
+        assert_eq!(b["model"], "minilm");
+        assert_eq!(
+            b["input"],
+            json!([VARIED_TEXTS[7], VARIED_TEXTS[0], VARIED_TEXTS[1]])
+        );
+        let body = serde_json::to_vec(&b).unwrap();
+        assert_eq!(rows_in_body(&body).unwrap(), 3);
+        assert_eq!(
+            rows_in_body(br#"{"input": "one", "model": "m"}"#).unwrap(),
+            1
+        );
+        assert!(build_embeddings_body("m", 0, TextLength::Short, 0).is_err());
+    }
+
+    #[test]
+    fn varied_texts_really_vary() {
+        let words: Vec<usize> = VARIED_TEXTS
+            .iter()
+            .map(|t| t.split_whitespace().count())
+            .collect();
+        assert!(*words.iter().min().unwrap() <= 2, "{words:?}");
+        assert!(*words.iter().max().unwrap() >= 100, "{words:?}");
+        // Neighbours differ (a closed loop cycling them mixes lengths in every batch).
+        assert!(words.windows(2).all(|w| w[0] != w[1]));
     }
 
     #[test]

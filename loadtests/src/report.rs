@@ -1,35 +1,31 @@
-//! `report`: renders RESULTS.md from the JSON written by `closed` and `ceiling`.
+//! `report`: renders RESULTS.md from the JSON the other modes wrote into one directory.
 //!
 //! The markdown is generated rather than hand-edited so the committed figures always match
-//! the committed raw JSON next to them. This module only gathers the inputs; the rendering
-//! lives in `render`, a pure function with tests.
+//! the committed raw JSON next to them. This module only finds and loads the files (by the
+//! names run.sh gives them); the rendering lives in `render` and `sections`, pure
+//! functions with tests.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::de::DeserializeOwned;
 
 use crate::machine::Machine;
 use crate::render::{render, ReportInputs};
+use crate::sections::{
+    problems, Extra, Overload, OverloadManifest, Pipelines, PipelinesManifest, Slo, SloManifest,
+};
 
 #[derive(Args)]
 pub struct ReportArgs {
-    /// Closed-loop JSON against the batched model repository.
+    /// Directory holding the run's JSON (and the model.toml copies), named as run.sh
+    /// names them: closed-batched.json, closed-unbatched.json, ceiling.json (required),
+    /// and any of stats-*.json, config-*.toml, closed-instances{1,2}.json,
+    /// metrics-{on,off}.json, metrics-rss.json, slo-MODEL.json (+ slo-MODEL-*.json), overload*.json,
+    /// pipelines.json (+ minilm-*.json, efficientnet.json).
     #[arg(long)]
-    batched: PathBuf,
-    /// Closed-loop JSON against the max_batch_size = 1 repository.
-    #[arg(long)]
-    unbatched: PathBuf,
-    /// Ceiling JSON.
-    #[arg(long)]
-    ceiling: PathBuf,
-    /// The server's /v2/models/mlp/stats after the batched run (optional).
-    #[arg(long)]
-    batched_stats: Option<PathBuf>,
-    /// The server's /v2/models/mlp/stats after the unbatched run (optional).
-    #[arg(long)]
-    unbatched_stats: Option<PathBuf>,
+    results: PathBuf,
     /// Directory of the raw JSON, relative to the markdown file (for links).
     #[arg(long, default_value = "results")]
     raw_dir: String,
@@ -45,12 +41,20 @@ pub struct ReportArgs {
     /// ONNX Runtime version loaded by server and ceiling.
     #[arg(long, default_value = "1.31.1")]
     ort_version: String,
-    /// The batched repository's model.toml, quoted in the report (optional).
+    /// Wall time of the measurements (after the build), seconds.
     #[arg(long)]
-    batched_config: Option<PathBuf>,
-    /// The unbatched repository's model.toml, quoted in the report (optional).
+    wall_s: Option<f64>,
+    /// /proc/loadavg (1, 5, 15 min) when the run started and when it ended.
+    #[arg(long, default_value = "unknown")]
+    loadavg_start: String,
+    #[arg(long, default_value = "unknown")]
+    loadavg_end: String,
+    /// The smoke run: sections it skips say so.
     #[arg(long)]
-    unbatched_config: Option<PathBuf>,
+    quick: bool,
+    /// Fail (after writing the report) if a level had no success or unexpected errors.
+    #[arg(long)]
+    strict: bool,
     /// Output markdown file.
     #[arg(long)]
     out: PathBuf,
@@ -62,36 +66,119 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
-fn file_name(path: &Path) -> String {
-    path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    )
+/// `dir/name` parsed, or `None` when the file is absent (that part was not run).
+fn optional<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Option<T>> {
+    let path = dir.join(name);
+    if path.exists() {
+        read_json(&path).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+fn optional_text(dir: &Path, name: &str) -> Result<Option<String>> {
+    let path = dir.join(name);
+    if path.exists() {
+        std::fs::read_to_string(&path)
+            .map(Some)
+            .with_context(|| format!("reading {}", path.display()))
+    } else {
+        Ok(None)
+    }
+}
+
+fn load_slo(dir: &Path, model: &str) -> Result<Option<Slo>> {
+    let Some(manifest) = optional::<SloManifest>(dir, &format!("slo-{model}.json"))? else {
+        return Ok(None);
+    };
+    let mut runs = Vec::new();
+    for d in &manifest.delays_us {
+        if let Some(r) = optional(dir, &format!("slo-{model}-delay-{d}.json"))? {
+            runs.push((format!("max_queue_delay_us = {d}"), r));
+        }
+    }
+    if let Some(r) = optional(dir, &format!("slo-{model}-target.json"))? {
+        runs.push((format!("latency_target_ms = {}", manifest.target_ms), r));
+    }
+    Ok(Some(Slo { manifest, runs }))
+}
+
+fn load_extra(dir: &Path, quick: bool) -> Result<Extra> {
+    let pair = |a: &str, b: &str| -> Result<_> {
+        Ok(match (optional(dir, a)?, optional(dir, b)?) {
+            (Some(a), Some(b)) => Some((a, b)),
+            _ => None,
+        })
+    };
+    let mut slo = Vec::new();
+    for model in ["mlp", "minilm"] {
+        slo.extend(load_slo(dir, model)?);
+    }
+    let overload = match optional::<OverloadManifest>(dir, "overload.json")? {
+        Some(manifest) => Some(Overload {
+            manifest,
+            capacity: read_json(&dir.join("overload-capacity.json"))?,
+            open: read_json(&dir.join("overload-open.json"))?,
+        }),
+        None => None,
+    };
+    let pipelines = match optional::<PipelinesManifest>(dir, "pipelines.json")? {
+        Some(manifest) => {
+            let mut minilm = Vec::new();
+            let committed = match manifest.minilm_bucketing {
+                Some(true) => "on",
+                Some(false) => "off",
+                None => "committed",
+            };
+            for (file, body, bucketing) in [
+                ("minilm-short.json", "short", committed),
+                ("minilm-mixed-on.json", "mixed", "on"),
+                ("minilm-mixed-off.json", "mixed", "off"),
+            ] {
+                if let Some(r) = optional(dir, file)? {
+                    minilm.push((body.to_string(), bucketing.to_string(), r));
+                }
+            }
+            Some(Pipelines {
+                efficientnet: optional(dir, "efficientnet.json")?,
+                manifest,
+                minilm,
+            })
+        }
+        None => None,
+    };
+    Ok(Extra {
+        instances: pair("closed-instances1.json", "closed-instances2.json")?,
+        metrics_cost: pair("metrics-on.json", "metrics-off.json")?,
+        metrics_rss: optional(dir, "metrics-rss.json")?,
+        slo,
+        overload,
+        pipelines,
+        quick,
+    })
 }
 
 pub fn run(args: &ReportArgs) -> Result<()> {
+    let dir = &args.results;
     let mut stats = Vec::new();
-    for (label, path) in [
-        ("batched", &args.batched_stats),
-        ("max_batch_size = 1", &args.unbatched_stats),
+    for (label, name) in [
+        ("batched", "stats-batched.json"),
+        ("max_batch_size = 1", "stats-unbatched.json"),
     ] {
-        if let Some(p) = path {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
-            stats.push((label.to_string(), file_name(p), text));
+        if let Some(text) = optional_text(dir, name)? {
+            stats.push((label.to_string(), name.to_string(), text));
         }
     }
     let mut configs = Vec::new();
-    for (label, path) in [
-        ("batched", &args.batched_config),
-        ("max_batch_size = 1", &args.unbatched_config),
+    for (label, name) in [
+        ("batched", "config-batched.toml"),
+        ("max_batch_size = 1", "config-unbatched.toml"),
     ] {
-        if let Some(p) = path {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+        if let Some(text) = optional_text(dir, name)? {
             configs.push((label.to_string(), text));
         }
     }
+    let extra = load_extra(dir, args.quick)?;
     let inputs = ReportInputs {
         machine: Machine::detect(),
         commit: args.commit.clone(),
@@ -99,14 +186,24 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         rustc: args.rustc.clone(),
         ort_version: args.ort_version.clone(),
         raw_dir: args.raw_dir.trim_end_matches('/').to_string(),
-        batched: read_json(&args.batched)?,
-        unbatched: read_json(&args.unbatched)?,
-        ceiling: read_json(&args.ceiling)?,
+        wall_s: args.wall_s,
+        loadavg: (args.loadavg_start.clone(), args.loadavg_end.clone()),
+        batched: read_json(&dir.join("closed-batched.json"))?,
+        unbatched: read_json(&dir.join("closed-unbatched.json"))?,
+        ceiling: read_json(&dir.join("ceiling.json"))?,
         stats,
         configs,
+        extra,
     };
     std::fs::write(&args.out, render(&inputs))
         .with_context(|| format!("writing {}", args.out.display()))?;
     println!("wrote {}", args.out.display());
+    let found = problems(&inputs.batched, &inputs.unbatched, &inputs.extra);
+    for p in &found {
+        eprintln!("problem: {p}");
+    }
+    if args.strict && !found.is_empty() {
+        bail!("{} problem(s) in the run (see above)", found.len());
+    }
     Ok(())
 }
