@@ -148,6 +148,7 @@ async fn text_inputs_that_cannot_be_embedded_get_clear_4xx() {
     model_file("minilm/model.onnx");
     let s = TestServer::start(&shipped_models()).await;
     let long = "word ".repeat(400);
+    let huge = "word ".repeat(14_000); // 70,000 bytes: over the 64 KiB default
     let cases: Vec<(Value, u16, &str)> = vec![
         (
             json!({"model": "minilm", "input": ""}),
@@ -173,6 +174,11 @@ async fn text_inputs_that_cannot_be_embedded_get_clear_4xx() {
             json!({"model": "minilm", "input": long, "truncate": false}),
             422,
             "exceeds the model's maximum of 256",
+        ),
+        (
+            json!({"model": "minilm", "input": ["hi", huge], "truncate": true}),
+            413,
+            "input[1]: text of 70000 bytes exceeds the limit of 65536 bytes",
         ),
         (
             json!({"model": "minilm", "input": "hi", "encoding_format": "int8"}),

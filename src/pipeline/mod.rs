@@ -59,6 +59,10 @@ pub struct TextParams {
     /// for long ones; false: any texts share a batch, padded to the longest.
     #[serde(default = "yes")]
     pub bucketing: bool,
+    /// Longest text accepted, in bytes (413 beyond): bounds the tokenizer's work per text
+    /// even when truncation would cut it to `max_tokens` afterwards.
+    #[serde(default = "max_text_bytes")]
+    pub max_text_bytes: usize,
     #[serde(default = "ids_name")]
     pub input_ids: String,
     #[serde(default = "mask_name")]
@@ -91,6 +95,10 @@ fn yes() -> bool {
 fn five() -> usize {
     5
 }
+fn max_text_bytes() -> usize {
+    text::DEFAULT_MAX_TEXT_BYTES
+}
+
 fn ids_name() -> String {
     "input_ids".into()
 }
@@ -149,6 +157,9 @@ impl Pipeline {
                 let t = c.text.as_ref().ok_or("field `pipeline.text`: required when pre = \"text\"")?;
                 if t.max_tokens == 0 {
                     return Err("field `pipeline.text.max_tokens`: expected at least 1, got 0".into());
+                }
+                if t.max_text_bytes == 0 {
+                    return Err("field `pipeline.text.max_text_bytes`: expected at least 1, got 0".into());
                 }
                 Ok(())
             }
@@ -209,7 +220,8 @@ impl Pipeline {
             "text" => {
                 let t = c.text.as_ref().expect("validated");
                 let text = TextStage::load(&dir.join(&t.tokenizer), t.max_tokens)
-                    .map_err(|e| format!("field `pipeline.text.tokenizer`: {e}"))?;
+                    .map_err(|e| format!("field `pipeline.text.tokenizer`: {e}"))?
+                    .with_max_text_bytes(t.max_text_bytes);
                 let ids = position(inputs, &t.input_ids, "pipeline.text.input_ids", "input")?;
                 let mask = position(
                     inputs,

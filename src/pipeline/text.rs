@@ -15,6 +15,10 @@ pub struct Encoded {
     pub type_ids: Vec<i64>,
 }
 
+/// Default longest text, in bytes: 64 KiB is ~15,000 tokens of English, far beyond any
+/// embedding model's window, yet tokenizing it costs milliseconds, not seconds.
+pub const DEFAULT_MAX_TEXT_BYTES: usize = 64 * 1024;
+
 /// A loaded tokenizer and the model's maximum length.
 pub struct TextStage {
     /// Without truncation: measures, so an over-long text can be refused with its length.
@@ -22,6 +26,8 @@ pub struct TextStage {
     /// With truncation to `max_tokens`.
     truncating: Tokenizer,
     pub max_tokens: usize,
+    /// Longer texts are refused (TooLarge) before they are tokenized.
+    pub max_text_bytes: usize,
 }
 
 impl TextStage {
@@ -45,7 +51,14 @@ impl TextStage {
             exact,
             truncating,
             max_tokens,
+            max_text_bytes: DEFAULT_MAX_TEXT_BYTES,
         })
+    }
+
+    /// Sets the longest text accepted, in bytes.
+    pub fn with_max_text_bytes(mut self, n: usize) -> TextStage {
+        self.max_text_bytes = n;
+        self
     }
 
     /// Tokenizes `texts`; `field` names the request field for errors (`input[3]`).
@@ -66,6 +79,13 @@ impl TextStage {
             if text.trim().is_empty() {
                 return Err(PipelineError::Input(format!(
                     "{field}[{i}]: the text is empty; nothing to embed"
+                )));
+            }
+            if text.len() > self.max_text_bytes {
+                return Err(PipelineError::TooLarge(format!(
+                    "{field}[{i}]: text of {} bytes exceeds the limit of {} bytes",
+                    text.len(),
+                    self.max_text_bytes
                 )));
             }
             let enc = tokenizer
