@@ -92,12 +92,12 @@ fn bench_policy(c: &mut Criterion) {
             // by level with priorities).
             let now = t0 + Duration::from_micros(n as u64 / 4);
             assert!(matches!(
-                decide(&q, now, &cfg, &cost),
+                decide(&q, now, &cfg, &cost, Duration::ZERO),
                 Decision::Dispatch(_) | Decision::Wait(_)
             ));
             g.throughput(Throughput::Elements(n as u64));
             g.bench_with_input(BenchmarkId::new(label, n), &q, |b, q| {
-                b.iter(|| decide(black_box(q), black_box(now), &cfg, &cost))
+                b.iter(|| decide(black_box(q), black_box(now), &cfg, &cost, Duration::ZERO))
             });
         }
     }

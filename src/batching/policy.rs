@@ -78,8 +78,17 @@ where
         .collect()
 }
 
-/// Decides what to do with `queue` (in arrival order) at time `now`.
-pub fn decide<'a, I>(queue: I, now: Instant, cfg: &BatchingConfig, cost: &BatchCost) -> Decision
+/// Decides what to do with `queue` (in arrival order) at time `now`. `ahead` is the
+/// device time still owed to batches already dispatched before a batch formed now can
+/// start (zero when a worker is idle): with a latency target, the window leaves room for
+/// it, so the first request's target holds even behind a running batch.
+pub fn decide<'a, I>(
+    queue: I,
+    now: Instant,
+    cfg: &BatchingConfig,
+    cost: &BatchCost,
+    ahead: Duration,
+) -> Decision
 where
     I: IntoIterator<Item = &'a Pending>,
 {
@@ -136,7 +145,10 @@ where
             match cost.estimate(work) {
                 // Nothing learned yet: run now and learn.
                 None => Duration::ZERO,
-                Some(run) => target.saturating_sub(run).saturating_sub(waited),
+                Some(run) => target
+                    .saturating_sub(run)
+                    .saturating_sub(ahead)
+                    .saturating_sub(waited),
             }
         }
     };
@@ -206,7 +218,7 @@ mod tests {
         now: Instant,
         c: &BatchingConfig,
     ) -> Decision {
-        super::decide(q, now, c, &BatchCost::default())
+        super::decide(q, now, c, &BatchCost::default(), Duration::ZERO)
     }
 
     /// A request of `rows` rows and shape `[shape]` that arrived `at_us` after `t0`.
@@ -389,7 +401,7 @@ mod tests {
         let q = vec![p(1, 10, t0, 0), p(1, 10, t0, 0)];
         // Nothing learned yet: dispatch at once.
         assert_eq!(
-            super::decide(&q, t0, &c, &BatchCost::default()),
+            super::decide(&q, t0, &c, &BatchCost::default(), Duration::ZERO),
             Decision::Dispatch(vec![0, 1])
         );
         // 1 ms fixed + 0.1 ms per unit; 2 rows × 10 elements = 20 units -> 3 ms.
@@ -397,14 +409,43 @@ mod tests {
         for work in [10.0, 100.0, 640.0, 10.0, 100.0, 640.0] {
             cost.observe(work, Duration::from_secs_f64(1e-3 + 1e-4 * work));
         }
-        let d = super::decide(&q, t0 + Duration::from_millis(2), &c, &cost);
+        let d = super::decide(&q, t0 + Duration::from_millis(2), &c, &cost, Duration::ZERO);
         let Decision::Wait(w) = d else {
             panic!("{d:?}")
         };
         assert!((w.as_secs_f64() - 5e-3).abs() < 1e-5, "{w:?}");
         assert_eq!(
-            super::decide(&q, t0 + Duration::from_millis(7), &c, &cost),
+            super::decide(&q, t0 + Duration::from_millis(7), &c, &cost, Duration::ZERO),
             Decision::Dispatch(vec![0, 1])
+        );
+        // Behind a batch with 4 ms still to run, the same queue may wait only 1 ms more;
+        // and at 6 ms it must go (6 + 4 + 3 > 10 would miss the target).
+        let d = super::decide(
+            &q,
+            t0 + Duration::from_millis(2),
+            &c,
+            &cost,
+            Duration::from_millis(4),
+        );
+        let Decision::Wait(w) = d else {
+            panic!("{d:?}")
+        };
+        assert!((w.as_secs_f64() - 1e-3).abs() < 1e-5, "{w:?}");
+        assert_eq!(
+            super::decide(
+                &q,
+                t0 + Duration::from_millis(6),
+                &c,
+                &cost,
+                Duration::from_millis(4)
+            ),
+            Decision::Dispatch(vec![0, 1])
+        );
+        // A fixed window ignores the device: `ahead` changes nothing there.
+        let fixed = cfg(64, 1000, &[]);
+        assert_eq!(
+            super::decide(&q, t0, &fixed, &cost, Duration::from_millis(4)),
+            Decision::Wait(Duration::from_millis(1))
         );
     }
 }

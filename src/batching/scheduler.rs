@@ -39,6 +39,9 @@ struct Shared {
     queue: Mutex<Queue>,
     /// Signalled on admission and on shutdown; the scheduler waits on it.
     arrived: Condvar,
+    /// Per worker: when its running batch started and its work (`None` while idle); the
+    /// policy learns from it how long a batch formed now would wait for the device.
+    running: Mutex<Vec<Option<(Instant, f64)>>>,
     /// Hand-over slots free (see the module doc), and the condvar the scheduler waits on.
     slots: Mutex<usize>,
     slot_freed: Condvar,
@@ -82,6 +85,7 @@ impl Batcher {
             },
             cfg,
             cost: Mutex::new(BatchCost::default()),
+            running: Mutex::new(vec![None; instances]),
             arrived: Condvar::new(),
             slots: Mutex::new(instances),
             slot_freed: Condvar::new(),
@@ -97,7 +101,7 @@ impl Batcher {
             let meter = BusyMeter::new(model, instance);
             std::thread::Builder::new()
                 .name(format!("convoy-{model}-{instance}"))
-                .spawn(move || worker_loop(backend, rx, shared, meter))
+                .spawn(move || worker_loop(backend, instance, rx, shared, meter))
                 .expect("spawning a worker thread");
         }
         let sched = shared.clone();
@@ -203,7 +207,8 @@ fn next_batch(shared: &Shared) -> Option<Vec<Entry>> {
             &shared.cfg
         };
         let cost = shared.cost.lock().expect("cost lock").clone();
-        match decide(q.pending(), now, cfg, &cost) {
+        let ahead = device_ahead(&shared.running.lock().expect("running lock"), &cost, now);
+        match decide(q.pending(), now, cfg, &cost, ahead) {
             Decision::Dispatch(positions) => {
                 let taken = q.take(&positions);
                 shared.metrics.queue_depth.set(q.rows() as f64);
@@ -213,6 +218,22 @@ fn next_batch(shared: &Shared) -> Option<Vec<Entry>> {
             Decision::Idle => q = shared.arrived.wait(q).expect("queue lock"),
         }
     }
+}
+
+/// How long until a worker is free to start the next batch: zero when one is idle, else
+/// the least remaining time of the running batches by the learned cost. Pure.
+fn device_ahead(running: &[Option<(Instant, f64)>], cost: &BatchCost, now: Instant) -> Duration {
+    running
+        .iter()
+        .map(|r| match r {
+            None => Duration::ZERO,
+            Some((started, work)) => cost
+                .estimate(*work)
+                .unwrap_or(Duration::ZERO)
+                .saturating_sub(now.saturating_duration_since(*started)),
+        })
+        .min()
+        .unwrap_or(Duration::ZERO)
 }
 
 /// Drops entries whose client has gone, then stacks the rest into one batch.
@@ -317,6 +338,7 @@ fn isolate<B: Backend>(backend: &mut B, shared: &Shared, batch: Batch, rows: &[u
 /// fails only that batch's requests; the worker goes on with the next batch.
 fn worker_loop<B: Backend>(
     mut backend: B,
+    instance: usize,
     rx: Arc<Mutex<Receiver<Batch>>>,
     shared: Arc<Shared>,
     meter: Arc<BusyMeter>,
@@ -326,14 +348,17 @@ fn worker_loop<B: Backend>(
         let Ok(batch) = next else {
             return;
         };
+        // Marked running before the slot is freed: the next decision sees this batch.
+        let work = batch.work;
+        let started = Instant::now();
+        shared.running.lock().expect("running lock")[instance] = Some((started, work));
         *shared.slots.lock().expect("slots lock") += 1;
         shared.slot_freed.notify_one();
         let rows: Vec<usize> = batch.members.iter().map(|m| m.rows).collect();
         let total: usize = rows.iter().sum();
-        let work = batch.work;
-        let started = Instant::now();
         let result = run_guarded(&mut backend, &batch.inputs);
         let compute = started.elapsed();
+        shared.running.lock().expect("running lock")[instance] = None;
         meter.add(compute);
         let fit = {
             let mut cost = shared.cost.lock().expect("cost lock");
@@ -406,6 +431,35 @@ mod tests {
                 data: TensorData::F32(v.iter().map(|x| x * 2.0).collect()),
             }])
         }
+    }
+
+    #[test]
+    fn device_ahead_is_the_soonest_free_worker() {
+        let t0 = Instant::now();
+        // Learned: 1 ms + 0.1 ms per unit.
+        let mut cost = BatchCost::default();
+        for work in [10.0, 100.0, 640.0, 10.0, 100.0, 640.0] {
+            cost.observe(work, Duration::from_secs_f64(1e-3 + 1e-4 * work));
+        }
+        let ms = |x: f64| Duration::from_secs_f64(x * 1e-3);
+        let near = |a: Duration, b: Duration| (a.as_secs_f64() - b.as_secs_f64()).abs() < 1e-6;
+        // One worker running a 40-unit batch (5 ms) for 2 ms: 3 ms to go.
+        let one = [Some((t0, 40.0))];
+        assert!(near(device_ahead(&one, &cost, t0 + ms(2.0)), ms(3.0)));
+        // Overdue: zero, not negative.
+        assert_eq!(device_ahead(&one, &cost, t0 + ms(9.0)), Duration::ZERO);
+        // Two workers: the one that frees first counts; an idle one means no wait.
+        let two = [Some((t0, 40.0)), Some((t0, 10.0))];
+        assert!(near(device_ahead(&two, &cost, t0), ms(2.0)));
+        assert_eq!(
+            device_ahead(&[Some((t0, 40.0)), None], &cost, t0),
+            Duration::ZERO
+        );
+        // Nothing learned yet: no estimate, no wait.
+        assert_eq!(
+            device_ahead(&one, &BatchCost::default(), t0),
+            Duration::ZERO
+        );
     }
 
     fn cfg(max: usize, delay_ms: u64) -> BatchingConfig {
