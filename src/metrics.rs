@@ -32,6 +32,10 @@ pub const MODEL_DEVICE: &str = "convoy_model_device";
 pub const PADDING_RATIO: &str = "convoy_batch_padding_ratio";
 pub const BATCH_COST_FIXED: &str = "convoy_batch_cost_fixed_seconds";
 pub const BATCH_COST_PER_UNIT: &str = "convoy_batch_cost_per_unit_seconds";
+/// Per GPU (label `gpu`, NVML's index), only where NVML is present.
+pub const GPU_MEMORY_USED: &str = "convoy_gpu_memory_used_bytes";
+pub const GPU_MEMORY_TOTAL: &str = "convoy_gpu_memory_total_bytes";
+pub const GPU_UTILIZATION: &str = "convoy_gpu_utilization_ratio";
 
 /// Every name above: the dashboards and alert rules are checked against this list.
 pub const ALL: &[&str] = &[
@@ -54,6 +58,9 @@ pub const ALL: &[&str] = &[
     BATCH_COST_FIXED,
     BATCH_COST_PER_UNIT,
     PADDING_RATIO,
+    GPU_MEMORY_USED,
+    GPU_MEMORY_TOTAL,
+    GPU_UTILIZATION,
 ];
 
 /// Latency buckets for inference, in seconds: 100 µs to 30 s.
@@ -92,6 +99,7 @@ pub fn install(record: bool) -> PrometheusHandle {
             if record {
                 let _ = metrics::set_global_recorder(recorder);
                 start_upkeep(handle.clone());
+                start_gpu_sampler();
             }
             handle
         })
@@ -110,6 +118,47 @@ fn start_upkeep(handle: PrometheusHandle) {
         });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "no metrics upkeep thread: samples drain only on scrape");
+    }
+}
+
+/// Samples every GPU's memory and utilisation through NVML every 2 s. Where NVML is
+/// absent (no driver, a CPU host) the GPU metrics are simply absent: never an error.
+fn start_gpu_sampler() {
+    let nvml = match nvml_wrapper::Nvml::init() {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::debug!(error = %e, "no NVML: GPU metrics are not exported");
+            return;
+        }
+    };
+    let count = nvml.device_count().unwrap_or(0);
+    if count == 0 {
+        return;
+    }
+    tracing::info!(
+        gpus = count,
+        "exporting GPU memory and utilisation from NVML"
+    );
+    let spawned = std::thread::Builder::new()
+        .name("convoy-gpu-sampler".into())
+        .spawn(move || loop {
+            for i in 0..count {
+                let Ok(device) = nvml.device_by_index(i) else {
+                    continue;
+                };
+                let gpu = i.to_string();
+                if let Ok(m) = device.memory_info() {
+                    gauge!(GPU_MEMORY_USED, "gpu" => gpu.clone()).set(m.used as f64);
+                    gauge!(GPU_MEMORY_TOTAL, "gpu" => gpu.clone()).set(m.total as f64);
+                }
+                if let Ok(u) = device.utilization_rates() {
+                    gauge!(GPU_UTILIZATION, "gpu" => gpu).set(f64::from(u.gpu) / 100.0);
+                }
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no GPU sampler thread: GPU metrics are not exported");
     }
 }
 
@@ -280,6 +329,7 @@ mod tests {
                 "_ready",
                 "_device",
                 "_in_flight",
+                "_bytes",
             ]
             .iter()
             .any(|s| name.ends_with(s));

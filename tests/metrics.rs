@@ -168,6 +168,26 @@ async fn device_busy_ratio_is_sampled_per_instance() {
     s.stop().await;
 }
 
+/// GPU metrics come from NVML where it is present, and are absent (no error, no zero
+/// series) where it is not, as on a CPU host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gpu_metrics_exist_exactly_where_nvml_does() {
+    let repo = mlp_repository("gpu", &[("gpu", None)]);
+    let s = TestServer::start(&repo).await;
+    let gpus = nvml_wrapper::Nvml::init()
+        .and_then(|n| n.device_count())
+        .unwrap_or(0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let text = scrape(&s).await;
+    let total = sample(&text, "convoy_gpu_memory_total_bytes{gpu=\"0\"}");
+    if gpus == 0 {
+        assert!(!text.contains("convoy_gpu_"), "GPU series without NVML");
+    } else {
+        assert!(total.is_some_and(|b| b > 0.0), "no GPU memory series");
+    }
+    s.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_ids_are_echoed_or_generated() {
     let s = TestServer::start(&shipped_models()).await;
