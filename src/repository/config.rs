@@ -44,6 +44,20 @@ struct RawConfig {
     #[serde(default)]
     instances: RawInstances,
     pipeline: Option<crate::pipeline::PipelineConfig>,
+    #[serde(default)]
+    cuda: RawCuda,
+}
+
+/// `[cuda]`: CUDA execution provider options, ONNX Runtime's names; used only when the
+/// model's sessions run on CUDA.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCuda {
+    gpu_mem_limit: Option<u64>,
+    arena_extend_strategy: Option<String>,
+    cudnn_conv_algo_search: Option<String>,
+    cudnn_conv_use_max_workspace: Option<bool>,
+    use_tf32: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,6 +188,77 @@ pub struct InstanceConfig {
     pub intra_op_threads: usize,
 }
 
+/// How the CUDA arena grows (`[cuda] arena_extend_strategy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArenaExtend {
+    NextPowerOfTwo,
+    SameAsRequested,
+}
+
+/// How cuDNN picks convolution algorithms (`[cuda] cudnn_conv_algo_search`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvAlgoSearch {
+    Exhaustive,
+    Heuristic,
+    Default,
+}
+
+/// CUDA execution provider options from `[cuda]`; `None` leaves ONNX Runtime's default.
+/// Ignored on CPU. Each session (`instances.count` of them) gets its own arena, so
+/// `gpu_mem_limit` is per instance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CudaOptions {
+    /// Bytes the session's CUDA memory arena may hold (ORT default: unlimited).
+    pub gpu_mem_limit: Option<u64>,
+    /// ORT default: next power of two.
+    pub arena_extend_strategy: Option<ArenaExtend>,
+    /// ORT default: exhaustive (benchmarks every algorithm on first use of a shape).
+    pub cudnn_conv_algo_search: Option<ConvAlgoSearch>,
+    /// Let cuDNN use as much workspace as the fastest algorithm wants (ORT default: on).
+    pub cudnn_conv_use_max_workspace: Option<bool>,
+    /// TF32 for FP32 matmuls and convolutions on Ampere and newer (ORT default: off; on
+    /// changes FP32 results at about 1e-3 relative).
+    pub use_tf32: Option<bool>,
+}
+
+impl CudaOptions {
+    fn from_raw(raw: RawCuda) -> Result<CudaOptions, String> {
+        if raw.gpu_mem_limit == Some(0) {
+            return Err(
+                "field `cuda.gpu_mem_limit`: expected a positive number of bytes, got 0".into(),
+            );
+        }
+        let arena_extend_strategy = match raw.arena_extend_strategy.as_deref() {
+            None => None,
+            Some("next_power_of_two") => Some(ArenaExtend::NextPowerOfTwo),
+            Some("same_as_requested") => Some(ArenaExtend::SameAsRequested),
+            Some(other) => {
+                return Err(format!(
+                    "field `cuda.arena_extend_strategy`: expected \"next_power_of_two\" or \"same_as_requested\", got {other:?}"
+                ))
+            }
+        };
+        let cudnn_conv_algo_search = match raw.cudnn_conv_algo_search.as_deref() {
+            None => None,
+            Some("exhaustive") => Some(ConvAlgoSearch::Exhaustive),
+            Some("heuristic") => Some(ConvAlgoSearch::Heuristic),
+            Some("default") => Some(ConvAlgoSearch::Default),
+            Some(other) => {
+                return Err(format!(
+                    "field `cuda.cudnn_conv_algo_search`: expected \"exhaustive\", \"heuristic\" or \"default\", got {other:?}"
+                ))
+            }
+        };
+        Ok(CudaOptions {
+            gpu_mem_limit: raw.gpu_mem_limit,
+            arena_extend_strategy,
+            cudnn_conv_algo_search,
+            cudnn_conv_use_max_workspace: raw.cudnn_conv_use_max_workspace,
+            use_tf32: raw.use_tf32,
+        })
+    }
+}
+
 /// A validated `model.toml`. Empty `inputs`/`outputs` mean "take them from the graph".
 #[derive(Clone, Debug, PartialEq)]
 pub struct ModelConfig {
@@ -189,6 +274,8 @@ pub struct ModelConfig {
     /// Pre/post-processing stages, checked for kinds and parameters (files are read
     /// when the model loads).
     pub pipeline: Option<crate::pipeline::PipelineConfig>,
+    /// CUDA execution provider options (`[cuda]`), applied when the model runs on CUDA.
+    pub cuda: CudaOptions,
 }
 
 impl ModelConfig {
@@ -327,6 +414,7 @@ impl ModelConfig {
         if let Some(p) = &raw.pipeline {
             crate::pipeline::Pipeline::validate(p).map_err(invalid)?;
         }
+        let cuda = CudaOptions::from_raw(raw.cuda).map_err(invalid)?;
         let model_path = path
             .parent()
             .unwrap_or_else(|| Path::new("."))
@@ -344,6 +432,7 @@ impl ModelConfig {
                 intra_op_threads: raw.instances.intra_op_threads.unwrap_or(0),
             },
             pipeline: raw.pipeline,
+            cuda,
         })
     }
 }
@@ -471,6 +560,56 @@ dims = [1]
             c.batching.default_timeout,
             Some(Duration::from_micros(7000))
         );
+    }
+
+    #[test]
+    fn cuda_options_parse_and_default_to_ort() {
+        assert_eq!(parse(GOOD).unwrap().cuda, CudaOptions::default());
+        let c = parse(&format!(
+            "{GOOD}\n[cuda]\ngpu_mem_limit = 2147483648\narena_extend_strategy = \"same_as_requested\"\n\
+             cudnn_conv_algo_search = \"heuristic\"\ncudnn_conv_use_max_workspace = false\nuse_tf32 = true\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.cuda,
+            CudaOptions {
+                gpu_mem_limit: Some(2 << 30),
+                arena_extend_strategy: Some(ArenaExtend::SameAsRequested),
+                cudnn_conv_algo_search: Some(ConvAlgoSearch::Heuristic),
+                cudnn_conv_use_max_workspace: Some(false),
+                use_tf32: Some(true),
+            }
+        );
+        let c = parse(&format!("{GOOD}\n[cuda]\nuse_tf32 = false\n")).unwrap();
+        assert_eq!(c.cuda.use_tf32, Some(false));
+        assert_eq!(c.cuda.gpu_mem_limit, None);
+    }
+
+    #[test]
+    fn cuda_option_errors_name_file_and_field() {
+        let cuda = |body: &str| error_of(&format!("{GOOD}\n[cuda]\n{body}\n"));
+        let e = cuda("gpu_mem_limit = 0");
+        assert!(e.starts_with("models/mlp/model.toml:"), "{e}");
+        assert!(e.contains("cuda.gpu_mem_limit"), "{e}");
+        let e = cuda("gpu_mem_limit = -1");
+        assert!(
+            e.starts_with("models/mlp/model.toml:") && e.contains("gpu_mem_limit"),
+            "{e}"
+        );
+        let e = cuda("arena_extend_strategy = \"kSameAsRequested\"");
+        assert!(
+            e.contains("cuda.arena_extend_strategy") && e.contains("kSameAsRequested"),
+            "{e}"
+        );
+        let e = cuda("cudnn_conv_algo_search = \"fast\"");
+        assert!(
+            e.contains("cuda.cudnn_conv_algo_search") && e.contains("fast"),
+            "{e}"
+        );
+        let e = cuda("use_tf32 = \"yes\"");
+        assert!(e.contains("use_tf32"), "{e}");
+        let e = cuda("enable_cuda_graph = true");
+        assert!(e.contains("enable_cuda_graph"), "{e}");
     }
 
     #[test]
