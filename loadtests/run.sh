@@ -125,8 +125,11 @@ ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 START=$SECONDS
 LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
-rm -rf "$OUT" "$RAW"
+# This run's raw files only: soak.json (loadtests/soak.sh) and peers/ (loadtests/peers.sh)
+# come from other commands and stay.
+rm -rf "$OUT"
 mkdir -p "$OUT/repos" "$RAW"
+find "$RAW" -maxdepth 1 -type f \( -name '*.json' -o -name '*.toml' \) ! -name soak.json -delete
 
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
