@@ -93,6 +93,12 @@ async fn concurrent_clients_get_their_own_rows_and_share_batches() {
         .collect();
     assert!(sizes.iter().any(|&b| b > 1), "{sizes:?}");
     assert!(sizes.iter().all(|&b| b <= 64), "{sizes:?}");
+    // perf_analyzer requires the three compute counts to agree.
+    let st = &m["inference_stats"];
+    let infer = &st["compute_infer"]["count"];
+    assert!(infer.as_u64().unwrap() > 0);
+    assert_eq!(&st["compute_input"]["count"], infer);
+    assert_eq!(&st["compute_output"]["count"], infer);
     s.stop().await;
 }
 

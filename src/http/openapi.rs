@@ -527,8 +527,8 @@ pub struct ModelStatistics {
 #[schema(example = json!({"model_stats": [{"name": "mlp", "version": "1",
     "inference_count": 16, "execution_count": 1,
     "inference_stats": {"success": {"count": 1, "ns": 412000}, "fail": {"count": 0, "ns": 0},
-        "queue": {"count": 1, "ns": 61000}, "compute_input": {"count": 0, "ns": 0},
-        "compute_infer": {"count": 1, "ns": 230000}, "compute_output": {"count": 0, "ns": 0}},
+        "queue": {"count": 1, "ns": 61000}, "compute_input": {"count": 1, "ns": 0},
+        "compute_infer": {"count": 1, "ns": 230000}, "compute_output": {"count": 1, "ns": 0}},
     "batch_stats": [{"batch_size": 16, "compute_input": {"count": 1, "ns": 0},
         "compute_infer": {"count": 1, "ns": 230000}, "compute_output": {"count": 1, "ns": 0}}],
     "convoy": {"cancelled": 0, "queued_rows": 0}}]}))]

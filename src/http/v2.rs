@@ -325,7 +325,9 @@ pub async fn version_config(
 /// One model's entry in Triton's statistics format, plus Convoy's own fields.
 fn model_stats_json(m: &Model) -> Value {
     let s = m.batcher.stats().snapshot();
-    let zero = json!({"count": 0, "ns": 0});
+    // Input and output copies are timed inside compute_infer; their counts must still
+    // equal its count (perf_analyzer refuses the statistics otherwise).
+    let untimed = json!({"count": s.compute_infer.count, "ns": 0});
     let batch_stats: Vec<Value> = s
         .batch_sizes
         .iter()
@@ -347,9 +349,9 @@ fn model_stats_json(m: &Model) -> Value {
             "success": s.success,
             "fail": s.fail,
             "queue": s.queue,
-            "compute_input": zero,
+            "compute_input": untimed,
             "compute_infer": s.compute_infer,
-            "compute_output": zero,
+            "compute_output": untimed,
         },
         "batch_stats": batch_stats,
         "convoy": {
