@@ -5,38 +5,9 @@
 
 mod common;
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
-
-/// Runs `convoy serve` with `args` and returns (exit code, stderr, how long it took).
-fn convoy(args: &[&str]) -> (i32, String, Duration) {
-    let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_convoy"))
-        .arg("serve")
-        .args(["--host", "127.0.0.1", "--port", "0"])
-        .args(args)
-        .env_remove("ORT_DYLIB_PATH")
-        .env_remove("CONVOY_DEVICE")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        started.elapsed(),
-    )
-}
-
-fn one_error_line(stderr: &str) -> String {
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("convoy: error:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "{stderr}");
-    errors[0].to_string()
-}
 
 const CUDA_TABLE: &str =
     "\n[cuda]\ngpu_mem_limit = 1073741824\narena_extend_strategy = \"same_as_requested\"\n\
@@ -45,7 +16,7 @@ const CUDA_TABLE: &str =
 #[test]
 fn cuda_with_the_cpu_library_fails_fast_naming_the_gpu_setup() {
     let lib = ort_lib();
-    let (code, err, took) = convoy(&[
+    let (code, err, took) = convoy_serve(&[
         "--device",
         "cuda",
         "--model-repository",
@@ -73,7 +44,7 @@ fn bad_cuda_option_names_file_and_field() {
     let repo = mlp_repository("badcuda", &[("mlp", Some(&toml))]);
     let lib = ort_lib();
     // Validated before any session: the same error on --device cpu.
-    let (code, err, _) = convoy(&[
+    let (code, err, _) = convoy_serve(&[
         "--device",
         "cpu",
         "--model-repository",

@@ -10,7 +10,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -42,34 +42,6 @@ fn driver_present() -> bool {
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
-}
-
-fn convoy(args: &[&str]) -> (i32, String, Duration) {
-    let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_convoy"))
-        .arg("serve")
-        .args(["--host", "127.0.0.1", "--port", "0"])
-        .args(args)
-        .env_remove("ORT_DYLIB_PATH")
-        .env_remove("CONVOY_DEVICE")
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-        started.elapsed(),
-    )
-}
-
-fn one_error_line(stderr: &str) -> String {
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("convoy: error:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "{stderr}");
-    errors[0].to_string()
 }
 
 #[test]
@@ -155,7 +127,7 @@ fn cuda_without_a_driver_fails_fast_naming_libcuda() {
         eprintln!("SKIPPED cuda_without_a_driver_fails_fast_naming_libcuda: this host has an NVIDIA driver");
         return;
     }
-    let (code, err, took) = convoy(&[
+    let (code, err, took) = convoy_serve(&[
         "--device",
         "cuda",
         "--model-repository",
@@ -188,7 +160,7 @@ fn cuda_without_one_of_its_libraries_names_it() {
         }
     }
     let partial = dir.join(lib.file_name().unwrap());
-    let (code, err, _) = convoy(&[
+    let (code, err, _) = convoy_serve(&[
         "--device",
         "cuda",
         "--model-repository",

@@ -3,39 +3,13 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
-
-/// Runs `convoy serve` with `args` and returns (exit code, stderr).
-fn convoy(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_convoy"))
-        .arg("serve")
-        .args(["--host", "127.0.0.1", "--port", "0"])
-        .args(args)
-        .env_remove("ORT_DYLIB_PATH")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn assert_one_clear_line(stderr: &str) {
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("convoy: error:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "{stderr}");
-}
 
 #[test]
 fn missing_runtime_library_names_the_setup_command() {
-    let (code, err) = convoy(&["--ort-lib", "/nonexistent/libonnxruntime.so"]);
+    let (code, err, _) = convoy_serve(&["--ort-lib", "/nonexistent/libonnxruntime.so"]);
     assert_eq!(code, 1);
-    assert_one_clear_line(&err);
+    one_error_line(&err);
     assert!(
         err.contains("/nonexistent/libonnxruntime.so") && err.contains("deploy/setup.sh"),
         "{err}"
@@ -47,14 +21,14 @@ fn bad_config_names_file_and_field() {
     let toml = mlp_toml(8, 100, 64).replace("dims = [10]", "dims = [\"ten\"]");
     let repo = mlp_repository("badtoml", &[("mlp", Some(&toml))]);
     let lib = ort_lib();
-    let (code, err) = convoy(&[
+    let (code, err, _) = convoy_serve(&[
         "--model-repository",
         repo.to_str().unwrap(),
         "--ort-lib",
         lib.to_str().unwrap(),
     ]);
     assert_eq!(code, 1);
-    assert_one_clear_line(&err);
+    one_error_line(&err);
     assert!(
         err.contains("mlp/model.toml") && err.contains("dims"),
         "{err}"
@@ -66,14 +40,14 @@ fn config_that_disagrees_with_the_graph_names_file_and_field() {
     let toml = mlp_toml(8, 100, 64).replace("dims = [10]", "dims = [9]");
     let repo = mlp_repository("mismatch", &[("mlp", Some(&toml))]);
     let lib = ort_lib();
-    let (code, err) = convoy(&[
+    let (code, err, _) = convoy_serve(&[
         "--model-repository",
         repo.to_str().unwrap(),
         "--ort-lib",
         lib.to_str().unwrap(),
     ]);
     assert_eq!(code, 1);
-    assert_one_clear_line(&err);
+    one_error_line(&err);
     assert!(
         err.contains("mlp/model.toml") && err.contains("input[0].dims") && err.contains("[10]"),
         "{err}"
@@ -83,7 +57,7 @@ fn config_that_disagrees_with_the_graph_names_file_and_field() {
 #[test]
 fn explicit_cuda_without_a_cuda_runtime_fails_fast() {
     let lib = ort_lib();
-    let (code, err) = convoy(&[
+    let (code, err, _) = convoy_serve(&[
         "--device",
         "cuda",
         "--model-repository",
@@ -92,7 +66,7 @@ fn explicit_cuda_without_a_cuda_runtime_fails_fast() {
         lib.to_str().unwrap(),
     ]);
     assert_eq!(code, 1);
-    assert_one_clear_line(&err);
+    one_error_line(&err);
     assert!(err.contains("cuda:0") && err.contains("CUDA"), "{err}");
 }
 

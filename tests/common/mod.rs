@@ -171,3 +171,36 @@ pub fn output_data(v: &Value) -> Vec<f32> {
         .map(|x| x.as_f64().unwrap() as f32)
         .collect()
 }
+
+/// Runs the real `convoy serve` binary on 127.0.0.1:0 with `args`, in an environment
+/// cleared of what could pick a library or device for it; returns (exit code, stderr,
+/// how long it ran). For startup failures: the server never gets to serve.
+pub fn convoy_serve(args: &[&str]) -> (i32, String, Duration) {
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_convoy"))
+        .arg("serve")
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .args(args)
+        .env_remove("ORT_DYLIB_PATH")
+        .env_remove("CONVOY_DEVICE")
+        .env_remove("LD_LIBRARY_PATH")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        started.elapsed(),
+    )
+}
+
+/// The one `convoy: error:` line of a failed startup (asserting there is exactly one,
+/// and no panic).
+pub fn one_error_line(stderr: &str) -> String {
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("convoy: error:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    errors[0].to_string()
+}
