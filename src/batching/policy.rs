@@ -13,9 +13,12 @@
 //! 4. Dispatch when it reached the largest preferred batch size, trimmed to the longest
 //!    prefix that lands exactly on a preferred size when one does.
 //! 5. Window: with a fixed `max_queue_delay`, dispatch when the first request has waited
-//!    that long. With a `latency_target`, dispatch at the latest moment that still lets
-//!    the batch finish inside the first request's target, by the learned cost of a batch
-//!    of this size: the batch grows for as long as the load allows.
+//!    that long. With a `latency_target`, the window follows the device instead
+//!    ([`slo_window`]): while every worker is busy, the batch keeps growing until just
+//!    before one frees up (a batch handed over earlier could not start earlier anyway);
+//!    while a worker is idle, wait at most the learned fixed cost of a batch (waiting
+//!    longer idles the device for more than merging can save), and never past the moment
+//!    that still lets the batch finish inside the first request's target.
 //! 6. Otherwise wait until rule 5 would fire or the next deadline passes (so expired
 //!    requests are answered on time), or a request arrives.
 //!
@@ -142,14 +145,7 @@ where
         None => cfg.max_queue_delay.saturating_sub(waited),
         Some(target) => {
             let work = rows as f64 * head.work() / head.rows.max(1) as f64;
-            match cost.estimate(work) {
-                // Nothing learned yet: run now and learn.
-                None => Duration::ZERO,
-                Some(run) => target
-                    .saturating_sub(run)
-                    .saturating_sub(ahead)
-                    .saturating_sub(waited),
-            }
+            slo_window(target, waited, ahead, cost, work)
         }
     };
     if window_left.is_zero() {
@@ -165,6 +161,64 @@ where
         _ => window_left,
     })
 }
+
+/// How long a batch may still wait before leaving, once it reached the device's head
+/// time: how the `latency_target` window of rule 5 is sized.
+///
+/// Why not simply "the latest moment that keeps the first request inside the target":
+/// measured on CPU models, that holds every request for nearly the whole target, so the
+/// p99 lands beyond it, and an idle device waiting for company loses throughput where a
+/// batch's cost grows with its rows. Instead:
+/// - nothing learned yet: go now, and learn;
+/// - every worker busy (`ahead` > [`HANDOVER`]): a batch that is already efficient (its
+///   fixed cost at most [`EFFICIENT`] of its cost) is handed over now: where cost grows
+///   with rows, a larger batch only makes its first requests wait for the last ones'
+///   compute. Otherwise keep growing until just before the first worker frees up: a
+///   batch handed over earlier would wait in the hand-over slot anyway, smaller than
+///   it had to be;
+/// - a worker idle: wait at most the learned *fixed* cost of a batch, counted from the
+///   first request's arrival (the ski-rental bound: the device idles no longer than one
+///   merged request saves it), so a GPU model with a large per-batch cost still batches
+///   at moderate load, and a CPU model whose cost is per row does not wait at all;
+/// - never past the moment that lets the batch, behind `ahead`, finish inside the target.
+pub fn slo_window(
+    target: Duration,
+    waited: Duration,
+    ahead: Duration,
+    cost: &BatchCost,
+    work: f64,
+) -> Duration {
+    let Some(fit) = cost.fit() else {
+        return Duration::ZERO;
+    };
+    let run = cost.estimate(work).unwrap_or(Duration::ZERO);
+    let slack = target
+        .saturating_sub(run)
+        .saturating_sub(ahead)
+        .saturating_sub(waited);
+    let fixed = Duration::from_secs_f64(fit.fixed_seconds.clamp(0.0, 3600.0));
+    if ahead > HANDOVER {
+        if fixed.as_secs_f64() <= EFFICIENT * run.as_secs_f64() {
+            // Growing could cut this batch's cost per row by EFFICIENT at most, while
+            // every request added makes all of its batch mates wait for it: hand it
+            // over now, the next batch takes the rest.
+            return Duration::ZERO;
+        }
+        // The batch cannot start before `ahead` anyway, and growing still pays: keep
+        // it open until the hand-over. Past the target's slack it waits for the
+        // device either way, so only the hand-over point counts.
+        return ahead - HANDOVER;
+    }
+    fixed.saturating_sub(waited).min(slack)
+}
+
+/// A batch whose learned fixed cost is at most this share of its whole cost is big
+/// enough: more rows could not make it much cheaper per row.
+pub const EFFICIENT: f64 = 0.125;
+
+/// Lead time of a hand-over: a batch is formed this long before a busy worker is
+/// expected to free up, so stacking it overlaps the end of the running batch.
+pub const HANDOVER: Duration = Duration::from_micros(200);
 
 /// Sort key of rule 1: aged requests count as level 0 (above every real level).
 fn effective_level(p: &Pending, now: Instant, cfg: &BatchingConfig) -> (u32, Instant) {
@@ -393,8 +447,21 @@ mod tests {
         );
     }
 
+    /// 1 ms fixed + 0.1 ms per unit, learned from batches of several sizes.
+    fn learned() -> BatchCost {
+        let mut cost = BatchCost::default();
+        for work in [10.0, 100.0, 640.0, 10.0, 100.0, 640.0] {
+            cost.observe(work, Duration::from_secs_f64(1e-3 + 1e-4 * work));
+        }
+        cost
+    }
+
+    fn near(a: Duration, b: Duration) -> bool {
+        (a.as_secs_f64() - b.as_secs_f64()).abs() < 1e-5
+    }
+
     #[test]
-    fn latency_target_waits_as_long_as_the_learned_cost_allows() {
+    fn latency_target_with_an_idle_device_waits_at_most_the_fixed_cost() {
         let t0 = Instant::now();
         let mut c = cfg(64, 0, &[]);
         c.latency_target = Some(Duration::from_millis(10));
@@ -404,43 +471,81 @@ mod tests {
             super::decide(&q, t0, &c, &BatchCost::default(), Duration::ZERO),
             Decision::Dispatch(vec![0, 1])
         );
-        // 1 ms fixed + 0.1 ms per unit; 2 rows × 10 elements = 20 units -> 3 ms.
-        let mut cost = BatchCost::default();
-        for work in [10.0, 100.0, 640.0, 10.0, 100.0, 640.0] {
-            cost.observe(work, Duration::from_secs_f64(1e-3 + 1e-4 * work));
-        }
-        let d = super::decide(&q, t0 + Duration::from_millis(2), &c, &cost, Duration::ZERO);
+        let cost = learned();
+        // Idle device: the head may wait the fixed cost (1 ms) from its arrival, not the
+        // 10 - 3 = 7 ms the target alone would allow.
+        let d = super::decide(
+            &q,
+            t0 + Duration::from_micros(400),
+            &c,
+            &cost,
+            Duration::ZERO,
+        );
         let Decision::Wait(w) = d else {
             panic!("{d:?}")
         };
-        assert!((w.as_secs_f64() - 5e-3).abs() < 1e-5, "{w:?}");
+        assert!(near(w, Duration::from_micros(600)), "{w:?}");
         assert_eq!(
-            super::decide(&q, t0 + Duration::from_millis(7), &c, &cost, Duration::ZERO),
+            super::decide(&q, t0 + Duration::from_millis(1), &c, &cost, Duration::ZERO),
             Decision::Dispatch(vec![0, 1])
         );
-        // Behind a batch with 4 ms still to run, the same queue may wait only 1 ms more;
-        // and at 6 ms it must go (6 + 4 + 3 > 10 would miss the target).
+        // A cost that is all per unit: no reason to idle the device at all.
+        let mut linear = BatchCost::default();
+        for work in [10.0, 100.0, 640.0, 10.0, 100.0, 640.0] {
+            linear.observe(work, Duration::from_secs_f64(1e-4 * work));
+        }
+        assert_eq!(
+            super::decide(&q, t0, &c, &linear, Duration::ZERO),
+            Decision::Dispatch(vec![0, 1])
+        );
+        // The target still caps the wait: with T = 3.5 ms and a 3 ms batch, 0.5 ms.
+        c.latency_target = Some(Duration::from_micros(3500));
+        let d = super::decide(&q, t0, &c, &cost, Duration::ZERO);
+        let Decision::Wait(w) = d else {
+            panic!("{d:?}")
+        };
+        assert!(near(w, Duration::from_micros(500)), "{w:?}");
+    }
+
+    #[test]
+    fn latency_target_behind_a_busy_device_grows_until_the_hand_over() {
+        let t0 = Instant::now();
+        let mut c = cfg(64, 0, &[]);
+        c.latency_target = Some(Duration::from_millis(10));
+        let q = vec![p(1, 10, t0, 0), p(1, 10, t0, 0)];
+        let cost = learned();
+        // The running batch owes 4 ms: keep growing until 200 µs before it ends.
+        let d = super::decide(&q, t0, &c, &cost, Duration::from_millis(4));
+        assert_eq!(d, Decision::Wait(Duration::from_millis(4) - HANDOVER));
+        // Even when the head's target is already out of reach (it waited 9 ms): leaving
+        // now would not start it sooner.
         let d = super::decide(
             &q,
-            t0 + Duration::from_millis(2),
+            t0 + Duration::from_millis(9),
             &c,
             &cost,
             Duration::from_millis(4),
         );
-        let Decision::Wait(w) = d else {
-            panic!("{d:?}")
-        };
-        assert!((w.as_secs_f64() - 1e-3).abs() < 1e-5, "{w:?}");
+        assert_eq!(d, Decision::Wait(Duration::from_millis(4) - HANDOVER));
+        // At the hand-over point the idle rule applies: the head waited past the fixed
+        // cost, so it goes.
         assert_eq!(
-            super::decide(
-                &q,
-                t0 + Duration::from_millis(6),
-                &c,
-                &cost,
-                Duration::from_millis(4)
-            ),
+            super::decide(&q, t0 + Duration::from_millis(4), &c, &cost, HANDOVER),
             Decision::Dispatch(vec![0, 1])
         );
+        // Ten rows cost 1 + 10 ms: the fixed part is under 1/8, so growing would not
+        // pay; the batch is handed over now, busy device or not.
+        let ten: Vec<Pending> = (0..10).map(|_| p(1, 10, t0, 0)).collect();
+        assert!(matches!(
+            super::decide(&ten, t0, &c, &cost, Duration::from_millis(4)),
+            Decision::Dispatch(v) if v.len() == 10
+        ));
+        // A full batch never waits for the device.
+        let full: Vec<Pending> = (0..64).map(|_| p(1, 10, t0, 0)).collect();
+        assert!(matches!(
+            super::decide(&full, t0, &c, &cost, Duration::from_millis(4)),
+            Decision::Dispatch(v) if v.len() == 64
+        ));
         // A fixed window ignores the device: `ahead` changes nothing there.
         let fixed = cfg(64, 1000, &[]);
         assert_eq!(

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use super::batch::{split, stack};
 use super::cost::{BatchCost, CostFit};
-use super::policy::{decide, expired, Decision};
+use super::policy::{decide, expired, Decision, HANDOVER};
 use super::queue::Queue;
 use super::stats::ModelStats;
 use super::{Entry, Reply, SchedulerError};
@@ -221,20 +221,34 @@ fn next_batch(shared: &Shared) -> Option<Vec<Entry>> {
 }
 
 /// How long until a worker is free to start the next batch: zero when one is idle, else
-/// the least remaining time of the running batches by the learned cost. Pure.
+/// the least remaining time of the running batches by the learned cost. A batch that
+/// overran its estimate still holds its worker: it counts as [`OVERRUN`] away, so the
+/// policy keeps the batch growing and looks again shortly (the worker also signals when
+/// it finishes). Pure.
 fn device_ahead(running: &[Option<(Instant, f64)>], cost: &BatchCost, now: Instant) -> Duration {
     running
         .iter()
         .map(|r| match r {
             None => Duration::ZERO,
-            Some((started, work)) => cost
-                .estimate(*work)
-                .unwrap_or(Duration::ZERO)
-                .saturating_sub(now.saturating_duration_since(*started)),
+            Some((started, work)) => {
+                let Some(run) = cost.estimate(*work) else {
+                    return Duration::ZERO;
+                };
+                let elapsed = now.saturating_duration_since(*started);
+                if elapsed >= run {
+                    OVERRUN
+                } else {
+                    run - elapsed
+                }
+            }
         })
         .min()
         .unwrap_or(Duration::ZERO)
 }
+
+/// What a batch running past its estimate counts as: one hand-over lead plus a short
+/// poll interval.
+const OVERRUN: Duration = Duration::from_micros(HANDOVER.as_micros() as u64 + 300);
 
 /// Drops entries whose client has gone, then stacks the rest into one batch.
 fn assemble(shared: &Shared, entries: Vec<Entry>) -> Option<Batch> {
@@ -359,6 +373,12 @@ fn worker_loop<B: Backend>(
         let result = run_guarded(&mut backend, &batch.inputs);
         let compute = started.elapsed();
         shared.running.lock().expect("running lock")[instance] = None;
+        // A batch may be held back until this worker frees up: let the scheduler look.
+        // Taking the queue lock first orders this after the scheduler's last look at
+        // `running` (made under that lock), so the signal cannot fall between its look
+        // and its wait.
+        drop(shared.queue.lock().expect("queue lock"));
+        shared.arrived.notify_one();
         meter.add(compute);
         let fit = {
             let mut cost = shared.cost.lock().expect("cost lock");
@@ -446,8 +466,9 @@ mod tests {
         // One worker running a 40-unit batch (5 ms) for 2 ms: 3 ms to go.
         let one = [Some((t0, 40.0))];
         assert!(near(device_ahead(&one, &cost, t0 + ms(2.0)), ms(3.0)));
-        // Overdue: zero, not negative.
-        assert_eq!(device_ahead(&one, &cost, t0 + ms(9.0)), Duration::ZERO);
+        // Overdue but still running: the worker is not free, look again shortly.
+        assert_eq!(device_ahead(&one, &cost, t0 + ms(9.0)), OVERRUN);
+        assert!(OVERRUN > HANDOVER);
         // Two workers: the one that frees first counts; an idle one means no wait.
         let two = [Some((t0, 40.0)), Some((t0, 10.0))];
         assert!(near(device_ahead(&two, &cost, t0), ms(2.0)));

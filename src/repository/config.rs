@@ -142,8 +142,9 @@ pub struct BatchingConfig {
     pub max_queue_rows: usize,
     /// Tokens (elements of the first input) that may wait: a text model's budget.
     pub max_queue_tokens: Option<usize>,
-    /// Replaces the fixed window: dispatch at the latest moment that keeps the oldest
-    /// request inside this target, by the learned batch cost.
+    /// Replaces the fixed window: the window follows the learned batch cost and the
+    /// device (see `batching::policy::slo_window`), never past the moment that keeps the
+    /// oldest request's queue + compute time inside this target.
     pub latency_target: Option<Duration>,
     /// Deadline of requests that do not set their own (`None`: no deadline).
     pub default_timeout: Option<Duration>,
