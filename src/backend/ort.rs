@@ -9,9 +9,10 @@ use ort::environment::Environment;
 use ort::ep::ExecutionProviderDispatch;
 #[cfg(feature = "cuda")]
 use ort::ep::{self, ExecutionProvider};
-use ort::session::Session;
+use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::SessionInputValue;
-use ort::value::{DynValue, TensorElementType, TensorRef, ValueType};
+use ort::session::{IoBinding, Session};
+use ort::value::{DynValue, PrimitiveTensorElementType, TensorElementType, TensorRef, ValueType};
 
 use super::{Backend, BackendError, Device};
 use crate::repository::config::{CudaOptions, ModelConfig};
@@ -278,7 +279,11 @@ impl Runtime {
                 .map_err(|e| load_err(e.into()))?;
         }
         let session = builder.commit_from_file(path).map_err(load_err)?;
-        OrtBackend::new(session)
+        let backend = OrtBackend::new(session)?;
+        match cuda {
+            Some(n) if config.cuda.io_binding => backend.bind_io(Staging::CudaPinned(n)),
+            _ => Ok(backend),
+        }
     }
 }
 
@@ -297,6 +302,30 @@ pub struct OrtBackend {
     session: Session,
     pub inputs: Vec<GraphTensor>,
     pub outputs: Vec<GraphTensor>,
+    /// Set when the session runs through an IoBinding (see [`OrtBackend::bind_io`]).
+    bound: Option<Bound>,
+}
+
+/// Host memory an IoBinding stages batches in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Staging {
+    /// Plain host memory from ONNX Runtime's CPU allocator: the same path as a GPU
+    /// session's, runnable (and tested) without a GPU.
+    Cpu,
+    /// Page-locked host memory of CUDA device `n`: the GPU copies inputs from it and
+    /// outputs into it by DMA, with no bounce through a driver staging buffer.
+    CudaPinned(i32),
+}
+
+/// A session's IoBinding: inputs are copied once into staging memory from `inputs`
+/// (ONNX Runtime then moves them to the device itself); outputs land in `outputs`.
+struct Bound {
+    binding: IoBinding,
+    inputs: Allocator,
+    /// Where outputs land; bound afresh for every run, since a binding keeps the
+    /// previous run's output (and its shape) otherwise.
+    outputs: MemoryInfo<'static>,
+    staging: Staging,
 }
 
 fn graph_tensor(name: &str, ty: &ValueType) -> GraphTensor {
@@ -343,8 +372,83 @@ impl OrtBackend {
             session,
             inputs,
             outputs,
+            bound: None,
         })
     }
+
+    /// Runs this session through an IoBinding: every batch's inputs are staged in
+    /// `staging` memory (one host copy, which for a GPU session replaces the driver's
+    /// copy through its own bounce buffer), and every output is bound to the same kind of
+    /// host memory, so ONNX Runtime writes device results straight into memory the
+    /// host reads (one DMA, no extra device-side output allocation to copy from).
+    pub fn bind_io(mut self, staging: Staging) -> Result<OrtBackend, BackendError> {
+        let fail = |what: &str, e: ort::Error| BackendError::Device {
+            device: match staging {
+                Staging::Cpu => "cpu".to_string(),
+                Staging::CudaPinned(n) => format!("cuda:{n}"),
+            },
+            reason: format!("IoBinding: {what}: {e}"),
+        };
+        let memory = |kind: MemoryType| match staging {
+            Staging::Cpu => MemoryInfo::new(AllocationDevice::CPU, 0, AllocatorType::Device, kind),
+            Staging::CudaPinned(n) => MemoryInfo::new(
+                AllocationDevice::CUDA_PINNED,
+                n,
+                AllocatorType::Device,
+                kind,
+            ),
+        };
+        let input_memory = memory(MemoryType::CPUInput).map_err(|e| fail("input memory", e))?;
+        let output_memory = memory(MemoryType::CPUOutput).map_err(|e| fail("output memory", e))?;
+        let inputs =
+            Allocator::new(&self.session, input_memory).map_err(|e| fail("input allocator", e))?;
+        let binding = self
+            .session
+            .create_binding()
+            .map_err(|e| fail("binding", e))?;
+        self.bound = Some(Bound {
+            binding,
+            inputs,
+            outputs: output_memory,
+            staging,
+        });
+        Ok(self)
+    }
+
+    /// Where this session stages its batches; `None` when it runs without an IoBinding.
+    pub fn staging(&self) -> Option<Staging> {
+        self.bound.as_ref().map(|b| b.staging)
+    }
+}
+
+/// A copy of `data` in memory from `allocator`, as an owned ORT tensor.
+fn staged<T>(allocator: &Allocator, shape: &[usize], data: &[T]) -> Result<DynValue, ort::Error>
+where
+    T: PrimitiveTensorElementType + Copy + std::fmt::Debug,
+{
+    let mut value = ort::value::Tensor::<T>::new(allocator, shape.to_vec())?;
+    let (_, dst) = value.extract_tensor_mut();
+    dst.copy_from_slice(data);
+    Ok(value.into_dyn())
+}
+
+/// Copies each output of a run out of ONNX Runtime, in `specs` order.
+fn collect_outputs(
+    specs: &[GraphTensor],
+    outputs: &ort::session::SessionOutputs<'_>,
+) -> Result<Vec<Tensor>, BackendError> {
+    specs
+        .iter()
+        .map(|spec| {
+            let value = outputs
+                .get(&spec.name)
+                .ok_or_else(|| BackendError::Output {
+                    name: spec.name.clone(),
+                    reason: "missing from the run's outputs".into(),
+                })?;
+            from_ort_value(&spec.name, value)
+        })
+        .collect()
 }
 
 /// A view of `t` for ONNX Runtime: no copy of the data.
@@ -390,6 +494,26 @@ fn from_ort_value(name: &str, value: &DynValue) -> Result<Tensor, BackendError> 
 
 impl Backend for OrtBackend {
     fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, BackendError> {
+        if let Some(bound) = &mut self.bound {
+            let run_err = |e: ort::Error| BackendError::Run(e.to_string());
+            for (spec, t) in self.inputs.iter().zip(inputs) {
+                let value = crate::with_tensor_data!(&t.data, v => staged(&bound.inputs, &t.shape, v.as_slice()))
+                    .map_err(run_err)?;
+                bound
+                    .binding
+                    .bind_input(spec.name.as_str(), &value)
+                    .map_err(run_err)?;
+            }
+            bound.binding.clear_outputs();
+            for spec in &self.outputs {
+                bound
+                    .binding
+                    .bind_output_to_device(spec.name.as_str(), &bound.outputs)
+                    .map_err(run_err)?;
+            }
+            let outputs = self.session.run_binding(&bound.binding).map_err(run_err)?;
+            return collect_outputs(&self.outputs, &outputs);
+        }
         let mut named = Vec::with_capacity(inputs.len());
         for (spec, t) in self.inputs.iter().zip(inputs) {
             let value = to_ort_value(t).map_err(|e| BackendError::Run(e.to_string()))?;
@@ -400,17 +524,6 @@ impl Backend for OrtBackend {
             .run(named)
             .map_err(|e| BackendError::Run(e.to_string()))?;
         // Copy out before the outputs (which borrow the session) are released.
-        self.outputs
-            .iter()
-            .map(|spec| {
-                let value = outputs
-                    .get(&spec.name)
-                    .ok_or_else(|| BackendError::Output {
-                        name: spec.name.clone(),
-                        reason: "missing from the run's outputs".into(),
-                    })?;
-                from_ort_value(&spec.name, value)
-            })
-            .collect()
+        collect_outputs(&self.outputs, &outputs)
     }
 }

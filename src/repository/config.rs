@@ -58,6 +58,7 @@ struct RawCuda {
     cudnn_conv_algo_search: Option<String>,
     cudnn_conv_use_max_workspace: Option<bool>,
     use_tf32: Option<bool>,
+    io_binding: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,7 +208,7 @@ pub enum ConvAlgoSearch {
 /// CUDA execution provider options from `[cuda]`; `None` leaves ONNX Runtime's default.
 /// Ignored on CPU. Each session (`instances.count` of them) gets its own arena, so
 /// `gpu_mem_limit` is per instance.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct CudaOptions {
     /// Bytes the session's CUDA memory arena may hold (ORT default: unlimited).
     pub gpu_mem_limit: Option<u64>,
@@ -220,6 +221,23 @@ pub struct CudaOptions {
     /// TF32 for FP32 matmuls and convolutions on Ampere and newer (ORT default: off; on
     /// changes FP32 results at about 1e-3 relative).
     pub use_tf32: Option<bool>,
+    /// Stage each batch's inputs in pinned host memory and bind the outputs to pinned
+    /// host memory (ONNX Runtime's IoBinding), so the copies to and from the GPU are
+    /// single DMA transfers. Convoy's default: on.
+    pub io_binding: bool,
+}
+
+impl Default for CudaOptions {
+    fn default() -> CudaOptions {
+        CudaOptions {
+            gpu_mem_limit: None,
+            arena_extend_strategy: None,
+            cudnn_conv_algo_search: None,
+            cudnn_conv_use_max_workspace: None,
+            use_tf32: None,
+            io_binding: true,
+        }
+    }
 }
 
 impl CudaOptions {
@@ -256,6 +274,7 @@ impl CudaOptions {
             cudnn_conv_algo_search,
             cudnn_conv_use_max_workspace: raw.cudnn_conv_use_max_workspace,
             use_tf32: raw.use_tf32,
+            io_binding: raw.io_binding.unwrap_or(true),
         })
     }
 }
@@ -568,7 +587,7 @@ dims = [1]
         assert_eq!(parse(GOOD).unwrap().cuda, CudaOptions::default());
         let c = parse(&format!(
             "{GOOD}\n[cuda]\ngpu_mem_limit = 2147483648\narena_extend_strategy = \"same_as_requested\"\n\
-             cudnn_conv_algo_search = \"heuristic\"\ncudnn_conv_use_max_workspace = false\nuse_tf32 = true\n"
+             cudnn_conv_algo_search = \"heuristic\"\ncudnn_conv_use_max_workspace = false\nuse_tf32 = true\nio_binding = false\n"
         ))
         .unwrap();
         assert_eq!(
@@ -579,8 +598,10 @@ dims = [1]
                 cudnn_conv_algo_search: Some(ConvAlgoSearch::Heuristic),
                 cudnn_conv_use_max_workspace: Some(false),
                 use_tf32: Some(true),
+                io_binding: false,
             }
         );
+        assert!(CudaOptions::default().io_binding);
         let c = parse(&format!("{GOOD}\n[cuda]\nuse_tf32 = false\n")).unwrap();
         assert_eq!(c.cuda.use_tf32, Some(false));
         assert_eq!(c.cuda.gpu_mem_limit, None);
