@@ -22,7 +22,9 @@
 #
 # Knobs (environment): GPU_CHECK_DURATION_S (8), GPU_CHECK_WARMUP_S (2),
 # GPU_CHECK_LEVELS (1,16,64,256), GPU_CHECK_CPU_LEVELS (1,64; empty: no CPU baseline),
-# GPU_CHECK_CLIENT_THREADS (4), GPU_CHECK_WORK (/tmp/convoy-gpu-check).
+# GPU_CHECK_CLIENT_THREADS (4), GPU_CHECK_NOBIND_LEVELS (64: MiniLM on a server with
+# `[cuda] io_binding = false`, to show what the binding is worth; empty: skipped),
+# GPU_CHECK_WORK (/tmp/convoy-gpu-check).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$(pwd)
@@ -248,9 +250,9 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 ready() { python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" "$1" 2>/dev/null; }
 # start NAME DEVICE: a server on a free port, which it leaves in PORT; 0 when ready.
 start() {
-  local name=$1 device=$2 port pid deadline t0=$SECONDS
+  local name=$1 device=$2 repo=${3:-$REPO} port pid deadline t0=$SECONDS
   port=$(free_port)
-  "$CONVOY" serve --host 127.0.0.1 --port "$port" --model-repository "$REPO" \
+  "$CONVOY" serve --host 127.0.0.1 --port "$port" --model-repository "$repo" \
     --ort-lib "$ORT/libonnxruntime.so" --device "$device" > "$LOGS/server-$name.log" 2>&1 &
   pid=$!
   PIDS+=("$pid")
@@ -322,5 +324,22 @@ fi
 # the "GPU" server is MODEL-dry.
 if [ "$MODE" = full ]; then load cuda "$GPU_URL" "$LEVELS"; else load dry "$GPU_URL" "$LEVELS"; fi
 [ -n "$DMON" ] && kill "$DMON" 2>/dev/null
+# IoBinding's worth: MiniLM at c=64 on a second server whose models say
+# `[cuda] io_binding = false` (pageable buffers, ORT's plain run), next to minilm-cuda.
+if [ -n "${GPU_CHECK_NOBIND_LEVELS-64}" ]; then
+  REPO_NB=$WORK/repo-nobind
+  rm -rf "$REPO_NB"
+  cp -r "$REPO" "$REPO_NB"
+  for m in mlp minilm; do printf '\n[cuda]\nio_binding = false\n' >> "$REPO_NB/$m/model.toml"; done
+  if start nobind "$DEVICE" "$REPO_NB"; then
+    say "closed loop on the unbound server: MiniLM, c=${GPU_CHECK_NOBIND_LEVELS-64}"
+    "$LOAD" closed --url "http://127.0.0.1:$PORT/v1/embeddings" --body "$MINILM_BODIES" \
+      --concurrency "${GPU_CHECK_NOBIND_LEVELS-64}" --duration-s "$DURATION" --warmup-s "$WARMUP" \
+      --client-threads "$CLIENT_THREADS" --metrics-url "http://127.0.0.1:$PORT/metrics" --metrics "$METRICS" \
+      --json "$WORK/load/minilm-$([ "$MODE" = full ] && echo cuda || echo dry)-nobind.json" >&2 ||
+      fail "convoy-load on minilm (io_binding = false) failed"
+    kill "${PIDS[-1]}" 2>/dev/null
+  fi
+fi
 load cpu "$CPU_URL" "$CPU_LEVELS"
 finish
