@@ -43,7 +43,8 @@ impl Rng {
     }
 }
 
-/// The MLP's batching config (model.toml: max 64, 500 µs window, preferred 64).
+/// A fixed-window batching config (max 64, 500 µs window, preferred 64), the shape of
+/// Triton's dynamic batcher: the policy's costliest path, which sorts and scans.
 fn mlp_batching(priority_levels: u32) -> BatchingConfig {
     BatchingConfig {
         max_batch_size: 64,
