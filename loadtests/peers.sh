@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Convoy next to other model servers ("peers"), measured with one client on one machine.
 #
-#   loadtests/peers.sh           full run (~15-20 min incl. installs with a warm pip cache);
-#                                raw JSON in loadtests/results/peers/, report in loadtests/PEERS.md
+#   loadtests/peers.sh           full run (~16-21 min with the peers installed): four peers, 10 s
+#                                levels; raw JSON in loadtests/results/peers/, report in
+#                                loadtests/PEERS.md
+#   loadtests/peers.sh --short   the same comparison with three peers (triton mlserver kserve),
+#                                4 s levels and no /v1/embeddings row (~7 min with the peers
+#                                installed); same outputs. loadtests/run.sh runs it as its last
+#                                section (LOADTEST_PEERS=0 skips it there)
 #   loadtests/peers.sh --quick   smoke run (< 3 min after installs and build): one peer, short
 #                                levels; everything under loadtests/out/peers-quick/ only
 #
@@ -20,33 +25,38 @@
 #     the full run Convoy's /v1/embeddings (texts in, Convoy tokenizes and pools) is measured too;
 #  4. runs Triton's perf_analyzer (kit's load.sh, CLIENT=pa) against Convoy's MLP (and
 #     Triton's, when triton is one of the peers) as an independent client;
-#  5. renders the report with loadtests/peers_report.py (python3 stdlib only).
+#  5. renders the report with loadtests/peers_report.py (python3 stdlib only), which draws
+#     the plots with `convoy-load plot` (plotters, SVG) and writes summary.json for RESULTS.md.
 #
-# Batching is set alike: MLP 64 rows / 500 us (Convoy's committed models/mlp config, the kit's
-# defaults); MiniLM 32 rows / 2000 us (Convoy's committed models/minilm config; the peers get
+# Batching is set alike, as a fixed window everywhere: MLP 64 rows / 500 us (the kit's
+# defaults; Convoy's committed models/mlp config with its latency target swapped for that
+# window); MiniLM 32 rows / 2000 us (likewise from models/minilm; the peers get
 # PEERS_MAX_BATCH=32 PEERS_BATCH_DELAY_US=2000). One ONNX Runtime intra-op thread everywhere.
 #
 # Environment knobs:
 #   PEERS_KIT              the peer kit (default: <repo>/../shared/peers)
 #   PEERS_HOME             where the kit installs and runs (default ~/.cache/convoy-peers)
 #   PEERS_LIST             peers to run (full default: "triton mlserver kserve litserve";
-#                          quick default: "triton"). ray/pytriton also work but are slow.
+#                          short: "triton mlserver kserve"; quick: "triton"). ray/pytriton
+#                          also work but are slow.
 #   PEERS_SKIP_INSTALL=1   do not call install.sh (use what is installed)
 #   PEERS_SKIP_BUILD=1     do not run cargo build (use target/release as is)
 #   PEERS_IDLE_PATTERN     before each measurement wait until `pgrep -f PATTERN` has found
 #                          nothing for PEERS_IDLE_QUIET_S (30) s (another heavy job: a CI run) ...
 #   PEERS_IDLE_UNTIL       ... but not past this UTC time (HH:MM), default: wait at most 10 min
+#   LOADTEST_MODELS=DIR    take minilm/ from DIR instead of models/ (as loadtests/run.sh does)
 #
 # Servers listen on 127.0.0.1 only; a trap stops Convoy and the current peer on any exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
-QUICK=0
+QUICK=0 PROFILE=full
 case "${1:-}" in
-  --quick) QUICK=1 ;;
+  --quick) QUICK=1 PROFILE=quick ;;
+  --short) PROFILE=short ;;
   "") ;;
-  *) echo "usage: $0 [--quick]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--short|--quick]" >&2; exit 2 ;;
 esac
 
 PEERS_KIT=${PEERS_KIT:-$ROOT/../shared/peers}
@@ -56,7 +66,7 @@ CONVOY=$ROOT/target/release/convoy
 LOAD=$ROOT/target/release/convoy-load
 ORT_LIB=$ROOT/.ort/cpu/libonnxruntime.so
 MLP_ONNX=$ROOT/models/mlp/model.onnx
-MINILM_DIR=$ROOT/models/minilm
+MINILM_DIR=${LOADTEST_MODELS:-$ROOT/models}/minilm
 MINILM_LEN=16  # tokens per request; Convoy's /v1/embeddings pads short texts to its 16-token bucket
 
 if [ "$QUICK" = 1 ]; then
@@ -69,6 +79,17 @@ if [ "$QUICK" = 1 ]; then
   RES=$ROOT/loadtests/out/peers-quick
   MD=$RES/PEERS.md
   WORK=$RES/work
+elif [ "$PROFILE" = short ]; then
+  # Same levels and rates as the full run, shorter windows; what loadtests/run.sh runs.
+  PEERS_LIST=${PEERS_LIST:-triton mlserver kserve}
+  CONC=1,16,64 DURATION=4 WARMUP=1
+  OPEN_DURATION=4 OPEN_WARMUP=1
+  MLP_RATES=500,2000,8000 MINILM_RATES=30,100,250
+  PA_CONC=1,16 PA_DUR=3
+  TEXT_VARIANT=0
+  RES=$ROOT/loadtests/results/peers
+  MD=$ROOT/loadtests/PEERS.md
+  WORK=$ROOT/loadtests/out/peers
 else
   PEERS_LIST=${PEERS_LIST:-triton mlserver kserve litserve}
   CONC=1,16,64 DURATION=10 WARMUP=2
@@ -170,14 +191,27 @@ done
 cp "$WORK/mlp_body.json" "$RES/body-mlp.json"
 cp "$WORK/minilm_body.json" "$RES/body-minilm.json"
 
-mkdir -p "$WORK/repos/mlp" "$WORK/repos/minilm-ids/minilm" "$WORK/repos/minilm-text"
-ln -sfn "$ROOT/models/mlp" "$WORK/repos/mlp/mlp"
-ln -sfn "$MINILM_DIR" "$WORK/repos/minilm-text/minilm"
+# Convoy's committed configs batch by latency target; here every server gets the same
+# fixed window (Triton's rule, which the peers implement), so batching is like for like.
+# derived NAME MODEL SRC_DIR DELAY_US EDIT...: repos/NAME/MODEL with SRC_DIR's files linked
+# and its model.toml switched to a fixed DELAY_US window (plus EDITs).
+derived() {
+  local name=$1 model=$2 src=$3 delay=$4 f
+  shift 4
+  local dir=$WORK/repos/$name/$model
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  for f in "$src"/*; do
+    [ "$(basename "$f")" = model.toml ] || ln -sfn "$f" "$dir/"
+  done
+  python3 "$ROOT/loadtests/helpers.py" derive-config "$src/model.toml" "$dir/model.toml" \
+    dynamic_batching.latency_target_ms= "dynamic_batching.max_queue_delay_us=$delay" "$@" >&2
+  cp "$dir/model.toml" "$RES/config-convoy-$name.toml"
+}
+derived mlp mlp "$ROOT/models/mlp" 500
+derived minilm-text minilm "$MINILM_DIR" 2000
 # the same graph without the text pipeline: token ids in, last_hidden_state out (as the peers)
-python3 "$ROOT/loadtests/helpers.py" derive-config "$MINILM_DIR/model.toml" \
-  "$WORK/repos/minilm-ids/minilm/model.toml" -pipeline -pipeline.text >&2
-ln -sfn "$MINILM_DIR/model.onnx" "$WORK/repos/minilm-ids/minilm/model.onnx"
-cp "$WORK/repos/minilm-ids/minilm/model.toml" "$RES/config-convoy-minilm-ids.toml"
+derived minilm-ids minilm "$MINILM_DIR" 2000 -pipeline -pipeline.text
 
 free_port() {  # a port p with p, p+1, p+2 free (MLServer also takes p+1 and p+2)
   python3 - <<'PY'
@@ -424,10 +458,11 @@ json.dump({"cpu": cpu(), "cores": os.cpu_count(), "mem_gib": mem_gib(), "kernel"
            "versions": versions, "date": run("date", "-u", "+%Y-%m-%d %H:%M UTC")},
           open(out, "w"), indent=1)
 PY
-jline "$RES/settings.jsonl" quick=$QUICK concurrency="\"$CONC\"" duration_s=$DURATION warmup_s=$WARMUP \
+jline "$RES/settings.jsonl" quick=$QUICK "profile=\"$PROFILE\"" via_run_sh="${PEERS_VIA_RUN_SH:-0}" concurrency="\"$CONC\"" duration_s=$DURATION warmup_s=$WARMUP \
   open_duration_s=$OPEN_DURATION open_warmup_s=$OPEN_WARMUP "mlp_rates=\"$MLP_RATES\"" \
   "minilm_rates=\"$MINILM_RATES\"" open_timeout_s=$OPEN_TIMEOUT_S open_max_in_flight=$OPEN_MAX_IN_FLIGHT \
   open_connections=$OPEN_CONNECTIONS minilm_len=$MINILM_LEN "pa_conc=\"$PA_CONC\"" pa_dur_s=$PA_DUR \
   wall_s=$((SECONDS - T_START))
-python3 "$ROOT/loadtests/peers_report.py" "$RES" "$MD" --ceiling "$ROOT/loadtests/results/ceiling.json"
+python3 "$ROOT/loadtests/peers_report.py" "$RES" "$MD" --ceiling "$ROOT/loadtests/results/ceiling.json" \
+  --convoy-load "$LOAD"
 say "done in $((SECONDS - T_START)) s: $MD, raw JSON in $RES"

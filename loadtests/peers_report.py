@@ -1,18 +1,21 @@
-"""Render loadtests/PEERS.md (and two SVG plots) from the files loadtests/peers.sh writes.
+"""Render loadtests/PEERS.md (and its SVG plots) from the files loadtests/peers.sh writes.
 
   python3 loadtests/peers_report.py RESULTS_DIR OUT.md [--ceiling loadtests/results/ceiling.json]
+      [--convoy-load target/release/convoy-load]
 
 RESULTS_DIR holds runs.jsonl (one object per server x model run), closed-*.json and
 open-*.json (convoy-load), pa-*.txt (perf_analyzer lines from the peer kit's load.sh),
-install.jsonl, startup.jsonl, settings.jsonl and machine.json. Standard library only.
-The plots (peers-mlp.svg, peers-minilm.svg) are written next to OUT.md's results folder
-(RESULTS_DIR) and linked from the report.
+install.jsonl, startup.jsonl, settings.jsonl and machine.json. Standard library only; the
+plots (peers-MODEL-throughput.svg, peers-MODEL-p99.svg, in RESULTS_DIR, linked from the
+report) are drawn by `convoy-load plot`. Also writes RESULTS_DIR/summary.json (the summary
+ratios, read by `convoy-load report` for RESULTS.md's Peers section).
 """
 
 import argparse
 import json
 import os
 import re
+import subprocess
 
 PY_FRAMEWORKS = {"mlserver", "kserve", "litserve", "ray", "pytriton"}
 LABEL = {
@@ -24,7 +27,6 @@ LABEL = {
     "litserve": "LitServe 0.2.19",
     "ray": "Ray Serve 2.60",
 }
-COLORS = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#17becf", "#7f7f7f"]
 
 
 def jsonl(path):
@@ -83,77 +85,10 @@ def open_levels(res, run):
     return (j or {}).get("levels", [])
 
 
-# ---- SVG (stdlib) ------------------------------------------------------------------------------
-def svg_chart(title, xlabel, ylabel, series, logx=False, logy=False, xticks=None, width=640, height=400):
-    """series: [(name, [(x, y)...])]. Returns SVG text (log axes optional)."""
-    import math
-
-    pts = [(x, y) for _, s in series for x, y in s if y is not None and y > 0]
-    if not pts:
-        return None
-    ml, mr, mt, mb = 70, 230, 40, 50
-    W, H = width - ml - mr, height - mt - mb
-    tx = (lambda v: math.log10(v)) if logx else (lambda v: v)
-    ty = (lambda v: math.log10(v)) if logy else (lambda v: v)
-    xs = [tx(x) for x, _ in pts]
-    ys = [ty(y) for _, y in pts]
-    x0, x1 = min(xs), max(xs)
-    y0, y1 = (math.floor(min(ys)), math.ceil(max(ys))) if logy else (0.0, max(ys) * 1.08)
-    if x1 == x0:
-        x1 = x0 + 1
-    if y1 == y0:
-        y1 = y0 + 1
-
-    def X(v):
-        return ml + (tx(v) - x0) / (x1 - x0) * W
-
-    def Y(v):
-        return mt + H - (ty(v) - y0) / (y1 - y0) * H
-
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'font-family="sans-serif" font-size="12">',
-           f'<rect width="{width}" height="{height}" fill="white"/>',
-           f'<text x="{ml + W / 2}" y="22" text-anchor="middle" font-size="14">{title}</text>',
-           f'<line x1="{ml}" y1="{mt + H}" x2="{ml + W}" y2="{mt + H}" stroke="black"/>',
-           f'<line x1="{ml}" y1="{mt}" x2="{ml}" y2="{mt + H}" stroke="black"/>',
-           f'<text x="{ml + W / 2}" y="{height - 12}" text-anchor="middle">{xlabel}</text>',
-           f'<text x="16" y="{mt + H / 2}" text-anchor="middle" transform="rotate(-90 16 {mt + H / 2})">'
-           f'{ylabel}</text>']
-    for xv in xticks or sorted({x for x, _ in pts}):
-        out.append(f'<line x1="{X(xv):.1f}" y1="{mt + H}" x2="{X(xv):.1f}" y2="{mt + H + 5}" stroke="black"/>')
-        out.append(f'<text x="{X(xv):.1f}" y="{mt + H + 18}" text-anchor="middle">{xv:g}</text>')
-    if logy:
-        yt = [10 ** e for e in range(int(y0), int(y1) + 1)]
-    else:
-        step = 10 ** math.floor(math.log10(y1 / 5)) if y1 > 0 else 1
-        for m in (1, 2, 5, 10):
-            if y1 / (step * m) <= 6:
-                step *= m
-                break
-        yt = [i * step for i in range(0, int(y1 / step) + 1)]
-    for yv in yt:
-        if yv <= 0 and logy:
-            continue
-        yy = Y(yv)
-        out.append(f'<line x1="{ml}" y1="{yy:.1f}" x2="{ml + W}" y2="{yy:.1f}" stroke="#ddd"/>')
-        out.append(f'<text x="{ml - 6}" y="{yy + 4:.1f}" text-anchor="end">{yv:,.0f}</text>'
-                   if yv >= 1 else f'<text x="{ml - 6}" y="{yy + 4:.1f}" text-anchor="end">{yv:g}</text>')
-    for i, (name, s) in enumerate(series):
-        s = [(x, y) for x, y in s if y is not None and y > 0]
-        if not s:
-            continue
-        c = COLORS[i % len(COLORS)]
-        path = " ".join(f"{X(x):.1f},{Y(y):.1f}" for x, y in s)
-        out.append(f'<polyline points="{path}" fill="none" stroke="{c}" stroke-width="2"/>')
-        out += [f'<circle cx="{X(x):.1f}" cy="{Y(y):.1f}" r="3" fill="{c}"/>' for x, y in s]
-        ly = mt + 10 + i * 18
-        out.append(f'<line x1="{ml + W + 12}" y1="{ly}" x2="{ml + W + 32}" y2="{ly}" stroke="{c}" stroke-width="2"/>')
-        out.append(f'<text x="{ml + W + 36}" y="{ly + 4}">{name}</text>')
-    out.append("</svg>")
-    return "\n".join(out)
-
-
-def plots(res, runs, model):
+# ---- plots (convoy-load plot) --------------------------------------------------------------------
+def plots(res, runs, model, load_bin):
+    """Draws peers-MODEL-throughput.svg and peers-MODEL-p99.svg into RES with `convoy-load plot`
+    (plotters, SVG); returns the names of the files written."""
     closed_series, open_series = [], []
     for r in runs:
         if r["model"] != model or not r.get("ok", False) and not r.get("closed"):
@@ -161,23 +96,31 @@ def plots(res, runs, model):
         short = LABEL.get(r["server"], r["server"]).split(" (")[0]
         if r.get("variant") == "text":
             short += " texts"
-        cl = closed_levels(res, r)
-        if cl:
-            closed_series.append((short, [(c, cl[c]["requests_per_s"]) for c in sorted(cl)]))
-        ol = open_levels(res, r)
-        if ol:
-            open_series.append((short, [(lv["target_rate"], (lv.get("latency") or {}).get("p99_ms"))
-                                        for lv in ol if lv.get("ok")]))
+        if closed_levels(res, r):
+            closed_series.append(f"{short}={os.path.join(res, r['closed'])}")
+        if any(lv.get("ok") for lv in open_levels(res, r)):
+            open_series.append(f"{short}={os.path.join(res, r['open'])}")
+    if not os.access(load_bin, os.X_OK):
+        print(f"warning: {load_bin} not found: no plots")
+        return []
+    jobs = [
+        (f"peers-{model}-throughput.svg", closed_series,
+         ["throughput", "--title", f"{model}: closed loop, requests/s vs concurrency"]),
+        (f"peers-{model}-p99.svg", open_series,
+         ["latency", "--percentiles", "p99", "--title", f"{model}: open loop, p99 latency vs offered rate"]),
+    ]
     files = []
-    a = svg_chart(f"{model}: closed loop, requests/s vs concurrency", "concurrency (log)", "requests/s",
-                  closed_series, logx=True)
-    b = svg_chart(f"{model}: open loop, p99 latency vs offered rate", "offered rate, req/s (log)",
-                  "p99 ms (log)", open_series, logx=True, logy=True)
-    for name, svg in ((f"peers-{model}-throughput.svg", a), (f"peers-{model}-p99.svg", b)):
-        if svg:
-            with open(os.path.join(res, name), "w") as fh:
-                fh.write(svg + "\n")
+    for name, series, args in jobs:
+        if not series:
+            continue
+        cmd = [load_bin, "plot", *args, "--out", os.path.join(res, name)]
+        for spec in series:
+            cmd += ["--series", spec]
+        got = subprocess.run(cmd, capture_output=True, text=True)
+        if got.returncode == 0:
             files.append(name)
+        else:
+            print(f"warning: convoy-load plot failed for {name}: {got.stderr.strip()[-300:]}")
     return files
 
 
@@ -187,6 +130,8 @@ def main():
     ap.add_argument("res")
     ap.add_argument("md")
     ap.add_argument("--ceiling")
+    ap.add_argument("--convoy-load", default=os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "..", "target", "release", "convoy-load"))
     a = ap.parse_args()
     res = a.res
     runs = jsonl(os.path.join(res, "runs.jsonl"))
@@ -200,10 +145,14 @@ def main():
 
     w("# Convoy next to other model servers")
     w("")
-    w(f"Generated by `loadtests/peers.sh{' --quick' if settings.get('quick') else ''}` "
+    profile = settings.get("profile") or ("quick" if settings.get("quick") else "full")
+    flag = "" if profile == "full" else f" --{profile}"
+    via = " (the last section of `loadtests/run.sh`)" if settings.get("via_run_sh") else ""
+    w(f"Generated by `loadtests/peers.sh{flag}`{via} "
       f"({machine.get('date', '?')}; {settings.get('wall_s', '?')} s wall time, including installs, the "
       "build and any wait for the machine to be quiet) "
-      f"and rendered by `loadtests/peers_report.py`; raw JSON in [`{rel}/`]({rel}/).")
+      f"and rendered by `loadtests/peers_report.py`, plots by `convoy-load plot`; raw JSON in "
+      f"[`{rel}/`]({rel}/).")
     w("")
     w("**Setup.** Every server runs the same ONNX file on the CPU with one ONNX Runtime intra-op "
       "thread, on 127.0.0.1, one server at a time, and is driven by the same client "
@@ -211,10 +160,12 @@ def main():
       "durations. The peers are started with the peer kit (`PEERS_KIT`, /work/shared/peers): "
       "each serves the model over KServe v2 JSON with onnxruntime's Python API. Triton is the real "
       "tritonserver 2.51 with the model in its *Python backend* (the kit's `model.py`), not "
-      "Triton's native onnxruntime backend. Batching is configured alike: MLP ≤ 64 rows / 500 µs "
-      "(Convoy's committed `models/mlp/model.toml`, the kit's defaults); MiniLM ≤ 32 rows / "
-      "2000 µs (Convoy's committed `models/minilm/model.toml`; the peers get "
-      "`PEERS_MAX_BATCH=32 PEERS_BATCH_DELAY_US=2000`). KServe's Python ModelServer does not "
+      "Triton's native onnxruntime backend. Batching is configured alike, as a fixed window everywhere: MLP ≤ 64 rows / "
+      "500 µs (the kit's defaults; Convoy's committed `models/mlp/model.toml` with its "
+      "`latency_target_ms` swapped for that window, `config-convoy-mlp.toml`); MiniLM ≤ 32 "
+      "rows / 2000 µs (likewise from `models/minilm/model.toml`; the peers get "
+      "`PEERS_MAX_BATCH=32 PEERS_BATCH_DELAY_US=2000`). Convoy's own default, the "
+      "latency-target window, is measured against fixed windows in RESULTS.md. KServe's Python ModelServer does not "
       "batch (it only does in its k8s sidecar).")
     w("")
     w(f"**Machine.** {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, "
@@ -244,6 +195,7 @@ def main():
     summary_at = len(L)
 
     summary_rows = []
+    ratios, plot_files = [], {}
     for model, title in (("mlp", "MLP (diabetes regression, 10 → 128 → 64 → 32 → 1)"),
                          ("minilm", "MiniLM (all-MiniLM-L6-v2, 16 tokens)")):
         mruns = [r for r in runs if r["model"] == model]
@@ -303,6 +255,10 @@ def main():
               + f"{ms(cv['latency'].get('p99_ms'))} | {ms(b['latency'].get('p99_ms'))} |")
             for k, v in peers.items():
                 summary_rows.append((model, c, k[0], cv["requests_per_s"] / v["requests_per_s"]))
+                ratios.append({"model": model, "concurrency": c, "server": k[0],
+                               "label": LABEL.get(k[0], k[0]).split(" (")[0],
+                               "convoy_rps": cv["requests_per_s"], "peer_rps": v["requests_per_s"],
+                               "ratio": cv["requests_per_s"] / v["requests_per_s"]})
         w("")
         w("### Open loop (same arrival schedule for every server)")
         w("")
@@ -318,7 +274,8 @@ def main():
                   f"{f(lv.get('requests_per_s'))} | {ms(lat.get('p50_ms'))} | {ms(lat.get('p99_ms'))} | "
                   f"{lv.get('dropped', 0)} | {errs(lv)} |")
         w("")
-        names = plots(res, runs, model)
+        names = plots(res, runs, model, a.convoy_load)
+        plot_files[model] = names
         if names:
             w("Plots: requests/s per concurrency (closed loop), and p99 of the *successful* requests "
               "per offered rate (open loop; where a server dropped or timed out requests the table "
@@ -409,8 +366,10 @@ def main():
     if ceil:
         w("## Reference: in-process ceiling")
         w("")
+        when = ("measured by the same `loadtests/run.sh` just before this comparison"
+                if settings.get("via_run_sh") else "from `loadtests/run.sh`, measured at another time")
         w("ONNX Runtime alone on the MLP, no HTTP/JSON/queue (`loadtests/results/ceiling.json`, "
-          "from `loadtests/run.sh`, measured at another time): "
+          f"{when}): "
           + ", ".join(f"batch {lv['batch_size']}: {f(lv['rows_per_s'])} rows/s"
                       for lv in ceil.get("levels", [])) + ". Every HTTP server above is far below it: "
           "at these model sizes the cost is HTTP + JSON + scheduling, not the model.")
@@ -445,7 +404,8 @@ def main():
     w("## Reproduce")
     w("")
     w("```sh")
-    w("loadtests/peers.sh           # full: installs (kit), build, all peers; rewrites this file")
+    w("loadtests/peers.sh           # full: installs (kit), build, four peers, 10 s levels; rewrites this file")
+    w("loadtests/peers.sh --short   # three peers, 4 s levels (what loadtests/run.sh runs last); rewrites this file")
     w("loadtests/peers.sh --quick   # smoke: triton only, short levels; loadtests/out/peers-quick/")
     w("PEERS_KIT=/path/to/peers PEERS_LIST='triton mlserver' loadtests/peers.sh")
     w("```")
@@ -453,6 +413,27 @@ def main():
     with open(a.md, "w") as fh:
         fh.write("\n".join(L))
     print(f"wrote {a.md}")
+    # For RESULTS.md (convoy-load report): the ratios, what ran and what failed.
+    summary = {
+        "profile": profile,
+        "date": machine.get("date"),
+        "wall_s": settings.get("wall_s"),
+        "concurrency": settings.get("concurrency"),
+        "warmup_s": settings.get("warmup_s"),
+        "duration_s": settings.get("duration_s"),
+        "open_warmup_s": settings.get("open_warmup_s"),
+        "open_duration_s": settings.get("open_duration_s"),
+        "servers": sorted({r["server"] for r in runs if r.get("ok")}),
+        "peers": [LABEL.get(p, p).split(" (")[0] for p in
+                  sorted({r["server"] for r in runs if r.get("ok") and r["server"] != "convoy"})],
+        "ratios": ratios,
+        "failed": [f"{label(r)} on {r['model']}: {r.get('note', '?')}" for r in failed]
+                  + [f"install {i['name']}" for i in bad],
+        "plots": plot_files,
+    }
+    with open(os.path.join(res, "summary.json"), "w") as fh:
+        json.dump(summary, fh, indent=1)
+        fh.write("\n")
 
 
 if __name__ == "__main__":

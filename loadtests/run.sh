@@ -2,18 +2,24 @@
 # Convoy's benchmark in one command: dynamic batching vs max_batch_size = 1 over HTTP and
 # the in-process ONNX Runtime ceiling; one vs two instances; the cost of recording
 # metrics; the SLO-aware batch window vs fixed delays; overload of a device-bound model;
-# and the text/image pipelines when their models are present.
+# the text/image pipelines when their models are present; and, last, Convoy next to
+# other model servers (loadtests/peers.sh --short). Charts by `convoy-load plot`.
 #
-#   loadtests/run.sh           full run (~10 min after the build, at most 20); rewrites
-#                              loadtests/RESULTS.md and the raw JSON in loadtests/results/
+#   loadtests/run.sh           full run (~16.5 min after the build, peers installed,
+#                              at most 20); rewrites loadtests/RESULTS.md, loadtests/PEERS.md
+#                              and the raw JSON and charts in loadtests/results/
 #   loadtests/run.sh --quick   smoke run (< 2 min after the build): a subset at short
 #                              durations, written under loadtests/out/quick/ only; fails if
-#                              a level had no success or unexpected errors (no timing checks)
+#                              a level had no success, unexpected errors, or a chart could
+#                              not be drawn (no timing checks); no peers
 #
 # Servers listen on 127.0.0.1 only and are always stopped on exit, success or not.
 # Temporary model repositories live under loadtests/out/.
 # Needs: cargo, curl, python3 >= 3.11; .venv (deploy/setup.sh python) for the slow model.
 # LOADTEST_MODELS=DIR takes minilm/ and efficientnet_lite0/ from DIR instead of models/.
+# LOADTEST_PEERS=0 skips the peers section (RESULTS.md says so); it is skipped as well when
+# the peer kit (PEERS_KIT, default ../shared/peers) or models/minilm/model.onnx is missing.
+# The kit installs the peers on first use (minutes each, on top of the 20).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -32,11 +38,13 @@ if [ "$QUICK" = 1 ]; then
   OUT=$ROOT/loadtests/out/quick
   MD=$OUT/RESULTS.md
 else
+  # Sized so that the whole run, peers included, stays inside 20 minutes (the count is
+  # in README.md).
   DURATION=10 WARMUP=2 CEIL_DURATION=10 CEIL_WARMUP=1
-  OPEN_DURATION=12 OPEN_WARMUP=1 SLO_ROUNDS=4
-  INSTANCE_ROUNDS=2 METRICS_ROUNDS=8 METRICS_SLICE=4
+  OPEN_DURATION=9 OPEN_WARMUP=1 SLO_ROUNDS=3
+  INSTANCE_ROUNDS=2 METRICS_ROUNDS=6 METRICS_SLICE=4
   OVERLOAD_CAP_S=5 OVERLOAD_S=10
-  PIPE_DURATION=8 PIPE_WARMUP=2
+  PIPE_DURATION=6 PIPE_WARMUP=2
   OUT=$ROOT/loadtests/out/full
   MD=$ROOT/loadtests/RESULTS.md
 fi
@@ -65,12 +73,12 @@ SLO_DELAYS="0 1000 5000"
 # delay, so the target is compared with a fixed window of the same length, and it keeps
 # a request's server time at a budget an interactive caller would accept.
 MLP_TARGET_MS=5
-MLP_TARGET_WHY="T = ${MLP_TARGET_MS} ms: the MLP's batch costs ~50 µs, so the window is set by T, not by the device; 5 ms equals the longest fixed delay, so the target is compared with a fixed window of the same length; and it is a budget an interactive caller accepts for a model this small."
+MLP_TARGET_WHY="T = ${MLP_TARGET_MS} ms (the committed models/mlp config): the MLP's batch costs ~50 µs, so T only caps the wait; 5 ms equals the longest fixed delay, so the target is compared with a fixed window of the same length; and it is a budget an interactive caller accepts for a model this small."
 # T for MiniLM: one short text costs ~5 ms here and a batch of ~8 about 30 ms (~4 ms per
 # text on one core); at 80 % load a request also waits for the batch ahead of it, so T must
 # hold two batch runs plus the window.
 MINILM_TARGET_MS=100
-MINILM_TARGET_WHY="T = ${MINILM_TARGET_MS} ms: one short text costs ~5 ms on this CPU and a batch of ~8 about 30 ms; at 80 % load a request also waits for the batch ahead of it, so T must hold two batch runs plus the window; 100 ms is a common budget for an embedding call inside a search request."
+MINILM_TARGET_WHY="T = ${MINILM_TARGET_MS} ms (the committed models/minilm config): one short text costs ~5 ms on this CPU and a batch of ~8 about 30 ms; at 80 % load a request also waits for the batch ahead of it, so T must hold two batch runs; 100 ms is a common budget for an embedding call inside a search request."
 # Overload: a synthetic device-bound model, small queue, far beyond capacity.
 # ~6-7 ms per batch of 8 here. On CPU the device worker holds one of the 2 cores at
 # saturation, leaving the HTTP path one core (shared with the client); it costs per
@@ -125,11 +133,12 @@ ulimit -n 8192 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 START=$SECONDS
 LOADAVG_START=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
-# This run's raw files only: soak.json (loadtests/soak.sh) and peers/ (loadtests/peers.sh)
-# come from other commands and stay.
+# This run's raw files only: soak.json (loadtests/soak.sh) comes from another command and
+# stays; peers/ is rewritten by the peers section (and left alone when that is skipped).
 rm -rf "$OUT"
 mkdir -p "$OUT/repos" "$RAW"
-find "$RAW" -maxdepth 1 -type f \( -name '*.json' -o -name '*.toml' \) ! -name soak.json -delete
+find "$RAW" -maxdepth 1 -type f \( -name '*.json' -o -name '*.toml' -o -name 'plot-*.svg' \) \
+  ! -name soak.json -delete
 
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -429,6 +438,74 @@ say "ceiling: batch sizes $BATCH_SIZES, ${CEIL_DURATION}s each, $INTRA_THREADS i
   --reference "$MODEL_DIR/reference.json" --batch-sizes "$BATCH_SIZES" \
   --duration-s "$CEIL_DURATION" --warmup-s "$CEIL_WARMUP" --intra-threads "$INTRA_THREADS" \
   --json "$RAW/ceiling.json"
+
+# --- peers: Convoy next to other model servers (full run only; last, after the ceiling it is
+# compared with) ------------------------------------------------------------------------------
+PEERS_KIT_DIR=${PEERS_KIT:-$ROOT/../shared/peers}
+if [ "$QUICK" = 1 ]; then
+  PEERS_STATE=""
+elif [ "${LOADTEST_PEERS:-1}" = 0 ]; then
+  PEERS_STATE="skipped with LOADTEST_PEERS=0"
+elif [ ! -x "$PEERS_KIT_DIR/start.sh" ]; then
+  PEERS_STATE="skipped: the peer kit (${PEERS_KIT_DIR}) is missing; set PEERS_KIT"
+elif [ ! -f "$MINILM_DIR/model.onnx" ]; then
+  PEERS_STATE="skipped: ${MINILM_DIR#"$ROOT"/}/model.onnx is missing (deploy/setup.sh models builds it)"
+else
+  say "peers: loadtests/peers.sh --short (three peers, the MLP and MiniLM)"
+  if PEERS_SKIP_BUILD=1 PEERS_VIA_RUN_SH=1 PEERS_KIT=$PEERS_KIT_DIR loadtests/peers.sh --short; then
+    PEERS_STATE=measured
+  else
+    PEERS_STATE="loadtests/peers.sh --short failed (exit $?; its output is in this run's log)"
+  fi
+fi
+if [ -n "$PEERS_STATE" ]; then
+  [ "$PEERS_STATE" = measured ] || say "peers: $PEERS_STATE"
+  python3 "$HELP" manifest "$RAW/peers.json" "state=$PEERS_STATE" md=PEERS.md
+fi
+
+# --- charts (convoy-load plot: plotters, SVG) next to the raw JSON, linked by the report ----
+# plot KIND NAME ARGS...: a failure fails the smoke run (CI exercises the charts); the full
+# run warns and renders the report without that chart.
+plot() {
+  local kind=$1 name=$2
+  shift 2
+  if ! "$LOAD" plot "$kind" --out "$RAW/$name" "$@" >&2; then
+    [ "$QUICK" = 1 ] && { say "plot $name failed"; exit 1; }
+    say "warning: plot $name failed; the report goes without it"
+    rm -f "$RAW/$name"
+  fi
+}
+plot throughput plot-batching.svg \
+  --title "MLP, closed loop: dynamic batching vs max_batch_size = 1" \
+  --series "batched=$RAW/closed-batched.json" \
+  --series "max_batch_size = 1=$RAW/closed-unbatched.json"
+for model in mlp minilm; do
+  [ -f "$RAW/slo-$model.json" ] || continue
+  series=()
+  for d in $SLO_DELAYS; do
+    if [ -f "$RAW/slo-$model-delay-$d.json" ]; then
+      series+=(--series "max_queue_delay_us = $d=$RAW/slo-$model-delay-$d.json")
+    fi
+  done
+  if [ "$model" = mlp ]; then target=$MLP_TARGET_MS; else target=$MINILM_TARGET_MS; fi
+  if [ -f "$RAW/slo-$model-target.json" ]; then
+    series+=(--series "latency_target_ms = $target=$RAW/slo-$model-target.json")
+  fi
+  if [ ${#series[@]} -gt 0 ]; then
+    plot latency "plot-slo-$model.svg" --percentiles p50,p99 "${series[@]}" \
+      --title "$model, open loop: SLO-aware window vs fixed delays"
+  fi
+done
+if [ -f "$RAW/minilm-short.json" ]; then
+  series=(--series "short texts=$RAW/minilm-short.json")
+  for f in on off; do
+    if [ -f "$RAW/minilm-mixed-$f.json" ]; then
+      series+=(--series "mixed lengths, bucketing $f=$RAW/minilm-mixed-$f.json")
+    fi
+  done
+  plot throughput plot-minilm.svg "${series[@]}" \
+    --title "MiniLM /v1/embeddings, closed loop (one text per request)"
+fi
 
 # --- report --------------------------------------------------------------------------------
 report_args=()

@@ -2,7 +2,8 @@
 //!
 //! One binary so that every number in `loadtests/RESULTS.md` comes from the same code:
 //! the HTTP loops (`closed`, `open`), the ONNX Runtime ceiling they are compared with
-//! (`ceiling`), the request bodies they send (`body`), and the report itself (`report`).
+//! (`ceiling`), the request bodies they send (`body`), the report itself (`report`) and
+//! its charts (`plot`).
 
 mod arrivals;
 mod body;
@@ -12,6 +13,8 @@ mod cpu;
 mod http;
 mod machine;
 mod open;
+mod peers;
+mod plot;
 mod prom;
 mod render;
 mod report;
@@ -52,6 +55,8 @@ enum Command {
     Body(BodyArgs),
     /// Render RESULTS.md from the JSON files written by the other modes.
     Report(report::ReportArgs),
+    /// Draw an SVG chart from `closed`/`open` JSON files (throughput or latency).
+    Plot(plot::PlotArgs),
 }
 
 /// Options shared by the two HTTP loops.
@@ -223,6 +228,7 @@ fn main() -> Result<()> {
         Command::Ceiling(args) => run_ceiling(args),
         Command::Body(args) => run_body(args),
         Command::Report(args) => report::run(&args),
+        Command::Plot(args) => plot::run(&args),
     }
 }
 

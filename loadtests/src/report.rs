@@ -12,6 +12,7 @@ use clap::Args;
 use serde::de::DeserializeOwned;
 
 use crate::machine::Machine;
+use crate::peers::{Peers, PeersManifest};
 use crate::render::{render, ReportInputs};
 use crate::sections::{
     problems, Extra, Overload, OverloadManifest, Pipelines, PipelinesManifest, Slo, SloManifest,
@@ -23,7 +24,8 @@ pub struct ReportArgs {
     /// names them: closed-batched.json, closed-unbatched.json, ceiling.json (required),
     /// and any of stats-*.json, config-*.toml, closed-instances{1,2}.json,
     /// metrics-{on,off}.json, metrics-rss.json, slo-MODEL.json (+ slo-MODEL-*.json), overload*.json,
-    /// pipelines.json (+ minilm-*.json, efficientnet.json).
+    /// pipelines.json (+ minilm-*.json, efficientnet.json), peers.json (+ peers/summary.json)
+    /// and the charts plot-{batching,slo-mlp,slo-minilm,minilm}.svg.
     #[arg(long)]
     results: PathBuf,
     /// Directory of the raw JSON, relative to the markdown file (for links).
@@ -103,7 +105,11 @@ fn load_slo(dir: &Path, model: &str) -> Result<Option<Slo>> {
     Ok(Some(Slo { manifest, runs }))
 }
 
-fn load_extra(dir: &Path, quick: bool) -> Result<Extra> {
+/// Charts `convoy-load plot` may have drawn into the results directory (run.sh names them
+/// `plot-KEY.svg`); the report links those present.
+const PLOTS: [&str; 4] = ["batching", "slo-mlp", "slo-minilm", "minilm"];
+
+fn load_extra(dir: &Path, raw_dir: &str, quick: bool) -> Result<Extra> {
     let pair = |a: &str, b: &str| -> Result<_> {
         Ok(match (optional(dir, a)?, optional(dir, b)?) {
             (Some(a), Some(b)) => Some((a, b)),
@@ -147,6 +153,19 @@ fn load_extra(dir: &Path, quick: bool) -> Result<Extra> {
         }
         None => None,
     };
+    let peers = match optional::<PeersManifest>(dir, "peers.json")? {
+        Some(manifest) => Some(Peers {
+            summary: optional(dir, "peers/summary.json")?,
+            manifest,
+            dir: format!("{raw_dir}/peers"),
+        }),
+        None => None,
+    };
+    let plots = PLOTS
+        .iter()
+        .filter(|key| dir.join(format!("plot-{key}.svg")).exists())
+        .map(|key| (key.to_string(), format!("{raw_dir}/plot-{key}.svg")))
+        .collect();
     Ok(Extra {
         instances: pair("closed-instances1.json", "closed-instances2.json")?,
         metrics_cost: pair("metrics-on.json", "metrics-off.json")?,
@@ -154,6 +173,8 @@ fn load_extra(dir: &Path, quick: bool) -> Result<Extra> {
         slo,
         overload,
         pipelines,
+        peers,
+        plots,
         quick,
     })
 }
@@ -178,14 +199,15 @@ pub fn run(args: &ReportArgs) -> Result<()> {
             configs.push((label.to_string(), text));
         }
     }
-    let extra = load_extra(dir, args.quick)?;
+    let raw_dir = args.raw_dir.trim_end_matches('/').to_string();
+    let extra = load_extra(dir, &raw_dir, args.quick)?;
     let inputs = ReportInputs {
         machine: Machine::detect(),
         commit: args.commit.clone(),
         date: args.date.clone(),
         rustc: args.rustc.clone(),
         ort_version: args.ort_version.clone(),
-        raw_dir: args.raw_dir.trim_end_matches('/').to_string(),
+        raw_dir,
         wall_s: args.wall_s,
         loadavg: (args.loadavg_start.clone(), args.loadavg_end.clone()),
         batched: read_json(&dir.join("closed-batched.json"))?,
