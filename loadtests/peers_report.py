@@ -258,7 +258,10 @@ def main():
                 ratios.append({"model": model, "concurrency": c, "server": k[0],
                                "label": LABEL.get(k[0], k[0]).split(" (")[0],
                                "convoy_rps": cv["requests_per_s"], "peer_rps": v["requests_per_s"],
-                               "ratio": cv["requests_per_s"] / v["requests_per_s"]})
+                               "ratio": cv["requests_per_s"] / v["requests_per_s"],
+                               "python": k[0] in PY_FRAMEWORKS,
+                               "convoy_p99_ms": cv["latency"].get("p99_ms"),
+                               "peer_p99_ms": v["latency"].get("p99_ms")})
         w("")
         w("### Open loop (same arrival schedule for every server)")
         w("")

@@ -35,6 +35,13 @@ pub struct PeerRatio {
     pub label: String,
     pub convoy_rps: f64,
     pub ratio: f64,
+    /// A Python serving framework (MLServer, KServe, LitServe, ...), not Triton.
+    #[serde(default)]
+    pub python: bool,
+    #[serde(default)]
+    pub convoy_p99_ms: Option<f64>,
+    #[serde(default)]
+    pub peer_p99_ms: Option<f64>,
 }
 
 /// `[peers/summary.json]`, written by peers_report.py.
@@ -246,6 +253,7 @@ pub fn section(
         }
         out.push_str(".\n");
     }
+    python_target(out, &summary.ratios);
     for (model, name) in MODELS {
         if let Some(files) = summary.plots.get(model) {
             for f in files.iter().filter(|f| f.ends_with("-throughput.svg")) {
@@ -269,6 +277,57 @@ pub fn section(
             head_parts.join("; ")
         )
     })
+}
+
+/// The target "≥ 3× the best Python framework's throughput at ≤ its p99", per model and
+/// concurrency: the fastest Python peer at that level, the ratio, both p99s, the verdict.
+fn python_target(out: &mut String, ratios: &[PeerRatio]) {
+    let mut rows = Vec::new();
+    for (model, name) in MODELS {
+        let mut cs: Vec<u64> = ratios
+            .iter()
+            .filter(|r| r.model == model && r.python)
+            .map(|r| r.concurrency)
+            .collect();
+        cs.sort_unstable();
+        cs.dedup();
+        for c in cs {
+            // The best peer is the one Convoy's ratio is smallest against.
+            let Some(best) = ratios
+                .iter()
+                .filter(|r| r.model == model && r.python && r.concurrency == c)
+                .min_by(|a, b| a.ratio.total_cmp(&b.ratio))
+            else {
+                continue;
+            };
+            let p99_ok = match (best.convoy_p99_ms, best.peer_p99_ms) {
+                (Some(a), Some(b)) => Some(a <= b),
+                _ => None,
+            };
+            let met = best.ratio >= 3.0 && p99_ok == Some(true);
+            let ms = |v: Option<f64>| v.map_or("?".into(), |v| format!("{v:.2}"));
+            rows.push(format!(
+                "| {name} | {c} | {} | **{:.1}×** | {} | {} | {} |",
+                best.label,
+                best.ratio,
+                ms(best.convoy_p99_ms),
+                ms(best.peer_p99_ms),
+                if met { "met" } else { "**not met**" }
+            ));
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "
+Target: **≥ 3× the best Python framework's throughput at ≤ its p99** (Triton, a \
+         C++ server, is not one). Per level, against the fastest Python peer there:\n\n\
+         | model | c | best Python peer | Convoy / it | Convoy p99 ms | its p99 ms | target |\n\
+         |---|---:|---|---:|---:|---:|---|\n{}",
+        rows.join("\n")
+    );
 }
 
 #[cfg(test)]
@@ -304,6 +363,9 @@ mod tests {
             label: label.into(),
             convoy_rps: convoy,
             ratio: convoy / peer,
+            python: label.starts_with("MLServer"),
+            convoy_p99_ms: Some(2.0),
+            peer_p99_ms: Some(if c == 1 { 1.5 } else { 90.0 }),
         }
     }
 
@@ -365,6 +427,14 @@ mod tests {
         ));
         assert!(!md.contains("peers-mlp-p99.svg"));
         assert!(md.contains("- KServe on minilm: probe failed"));
+        // The Python-peer target: 2× at c=1 (and a higher p99) misses, 20× at c=64 holds;
+        // Triton is no Python framework, so MiniLM has no row.
+        assert!(
+            md.contains("| MLP | 1 | MLServer 1.7.1 | **2.0×** | 2.00 | 1.50 | **not met** |"),
+            "{md}"
+        );
+        assert!(md.contains("| MLP | 64 | MLServer 1.7.1 | **20.0×** | 2.00 | 90.00 | met |"));
+        assert!(!md.contains("| MiniLM | 64 | Triton"));
         assert_eq!(
             head,
             "Peers (closed loop, Convoy req/s ÷ peer's, see PEERS.md): MLP c=64: Triton 2.51 \
