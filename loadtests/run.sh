@@ -32,7 +32,7 @@ case "${1:-}" in
 esac
 
 if [ "$QUICK" = 1 ]; then
-  DURATION=2 WARMUP=1 CEIL_DURATION=1 CEIL_WARMUP=0.5
+  DURATION=2 WARMUP=1 CEIL_DURATION=1 CEIL_WARMUP=0.5 WIRE_DURATION=1
   OPEN_DURATION=3 OPEN_WARMUP=1 SLO_ROUNDS=1 SLO_FRACTIONS_QUICK=0.8
   OVERLOAD_CAP_S=2 OVERLOAD_S=2
   OUT=$ROOT/loadtests/out/quick
@@ -40,7 +40,7 @@ if [ "$QUICK" = 1 ]; then
 else
   # Sized so that the whole run, peers included, stays inside 20 minutes (the count is
   # in README.md).
-  DURATION=10 WARMUP=2 CEIL_DURATION=10 CEIL_WARMUP=1
+  DURATION=10 WARMUP=2 CEIL_DURATION=10 CEIL_WARMUP=1 WIRE_DURATION=4
   OPEN_DURATION=9 OPEN_WARMUP=1 SLO_ROUNDS=3
   INSTANCE_ROUNDS=2 METRICS_ROUNDS=6 METRICS_SLICE=4
   OVERLOAD_CAP_S=5 OVERLOAD_S=10
@@ -272,6 +272,23 @@ slo mlp "$MODEL_DIR" "$MLP_URL_PATH" "$OUT/body-1row.json" "$CAPACITY" \
   "$MLP_TARGET_MS" "$MLP_TARGET_WHY"
 
 closed_mlp unbatched
+
+# --- v2 JSON vs binary tensors: the same 64 rows per request, one server -------------------
+WIRE_ROWS=64
+"$LOAD" body --reference "$MODEL_DIR/reference.json" --rows "$WIRE_ROWS" \
+  --out "$OUT/body-wire.json" >&2
+WIRE_HLEN=$("$LOAD" body --reference "$MODEL_DIR/reference.json" --rows "$WIRE_ROWS" --binary \
+  --out "$OUT/body-wire.bin" | sed -n 's/^header_length=//p')
+start_server wire "$OUT/repos/batched"
+say "closed loop (v2 JSON, then binary tensors; $WIRE_ROWS rows per request): concurrency $CONCURRENCY"
+"$LOAD" closed --url "http://127.0.0.1:$PORT$MLP_URL_PATH" --body "$OUT/body-wire.json" \
+  --concurrency "$CONCURRENCY" --duration-s "$WIRE_DURATION" --warmup-s "$WARMUP" \
+  --json "$RAW/closed-wire-json.json"
+"$LOAD" closed --url "http://127.0.0.1:$PORT$MLP_URL_PATH" --body "$OUT/body-wire.bin" \
+  --content-type application/octet-stream --binary-header-length "$WIRE_HLEN" \
+  --concurrency "$CONCURRENCY" --duration-s "$WIRE_DURATION" --warmup-s "$WARMUP" \
+  --json "$RAW/closed-wire-binary.json"
+stop_all
 
 if [ "$QUICK" = 0 ]; then
   # --- instances: count = 1 and count = 2 side by side, interleaved ----------------------

@@ -77,6 +77,31 @@ pub fn build_body(reference: &Reference, rows: usize) -> Result<Value> {
     }))
 }
 
+/// The same body in the v2 binary tensor extension: a JSON header whose input says
+/// `binary_data_size`, then the rows as little-endian FP32. Returns the bytes and the
+/// header's length (the `Inference-Header-Content-Length` value).
+pub fn build_binary_body(reference: &Reference, rows: usize) -> Result<(Vec<u8>, usize)> {
+    if rows == 0 {
+        bail!("--rows must be at least 1");
+    }
+    let data: Vec<f32> = reference
+        .cycled_rows(rows)
+        .into_iter()
+        .map(|v| v as f32)
+        .collect();
+    let header = serde_json::to_vec(&json!({
+        "inputs": [{
+            "name": reference.input_name,
+            "shape": [rows, reference.features()],
+            "datatype": "FP32",
+            "parameters": {"binary_data_size": data.len() * 4},
+        }]
+    }))?;
+    let mut body = header.clone();
+    body.extend(data.iter().flat_map(|v| v.to_le_bytes()));
+    Ok((body, header.len()))
+}
+
 /// Short sentences (a dozen tokens or so): the common case of an embeddings service.
 pub const SHORT_TEXTS: [&str; 8] = [
     "The parcel arrived two days late.",
@@ -172,6 +197,26 @@ pub fn rows_in_body(body: &[u8]) -> Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binary_body_is_a_json_header_then_le_fp32_rows() {
+        let r = Reference {
+            input_name: "input".into(),
+            input: vec![vec![1.0, 2.0], vec![3.5, -4.0]],
+            output: vec![],
+        };
+        let (body, n) = build_binary_body(&r, 3).unwrap();
+        let header: Value = serde_json::from_slice(&body[..n]).unwrap();
+        assert_eq!(header["inputs"][0]["shape"], json!([3, 2]));
+        assert_eq!(header["inputs"][0]["parameters"]["binary_data_size"], 24);
+        assert_eq!(rows_in_body(&body[..n]).unwrap(), 3);
+        let floats: Vec<f32> = body[n..]
+            .chunks(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        assert_eq!(floats, [1.0, 2.0, 3.5, -4.0, 1.0, 2.0]);
+        assert!(build_binary_body(&r, 0).is_err());
+    }
 
     fn reference() -> Reference {
         serde_json::from_value(json!({

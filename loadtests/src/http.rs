@@ -85,19 +85,28 @@ pub struct Target {
     /// One or more bodies, sent in turn (round robin over the whole run).
     pub bodies: Vec<Bytes>,
     pub content_type: HeaderValue,
+    /// v2 binary tensor extension: the length of each body's JSON header, sent as
+    /// `Inference-Header-Content-Length` (`None`: plain bodies).
+    pub header_length: Option<HeaderValue>,
     pub rows_per_request: usize,
     next: AtomicUsize,
 }
+
+/// The v2 binary tensor extension's header: how many leading body bytes are JSON.
+pub const INFERENCE_HEADER_LENGTH: &str = "inference-header-content-length";
 
 impl Target {
     /// Reads the body files once; `rows_override` wins over what the bodies say (v2
     /// `shape[0]`, the number of texts of an embeddings body, 1 for a non-JSON body).
     /// Every body must carry the same number of rows, so rows/s stays exact.
+    /// With `header_length`, every body is a v2 binary-extension body whose first that
+    /// many bytes are its JSON header (rows are read from that header).
     pub fn load(
         url: &str,
         body_paths: &[PathBuf],
         rows_override: Option<usize>,
         content_type: &str,
+        header_length: Option<usize>,
     ) -> Result<Self> {
         let url = Url::parse(url).with_context(|| format!("invalid --url {url}"))?;
         let content_type = HeaderValue::from_str(content_type)
@@ -113,12 +122,22 @@ impl Target {
         for path in body_paths {
             let body = std::fs::read(path)
                 .with_context(|| format!("reading body file {}", path.display()))?;
-            let here = match rows_override {
-                Some(r) => r,
-                None if json => {
+            let here = match (rows_override, header_length) {
+                (Some(r), _) => r,
+                (None, Some(n)) => {
+                    let header = body.get(..n).with_context(|| {
+                        format!(
+                            "body {}: shorter than its {n}-byte JSON header",
+                            path.display()
+                        )
+                    })?;
+                    rows_in_body(header)
+                        .with_context(|| format!("JSON header of body {}", path.display()))?
+                }
+                (None, None) if json => {
                     rows_in_body(&body).with_context(|| format!("body {}", path.display()))?
                 }
-                None => 1,
+                (None, None) => 1,
             };
             match rows {
                 Some(r) if r != here => bail!(
@@ -134,9 +153,21 @@ impl Target {
             url,
             bodies,
             content_type,
+            header_length: header_length.map(HeaderValue::from),
             rows_per_request: rows.unwrap_or(1),
             next: AtomicUsize::new(0),
         })
+    }
+
+    /// A POST to the target with its headers, body still to set.
+    fn request(&self, client: &Client) -> reqwest::RequestBuilder {
+        let r = client
+            .post(self.url.clone())
+            .header(CONTENT_TYPE, self.content_type.clone());
+        match &self.header_length {
+            Some(n) => r.header(INFERENCE_HEADER_LENGTH, n.clone()),
+            None => r,
+        }
     }
 
     /// The next body in turn.
@@ -221,13 +252,7 @@ fn classify(err: &reqwest::Error) -> String {
 /// once its response is consumed, and the server's serialisation work belongs in the
 /// measured latency.
 pub async fn send_one(client: &Client, target: &Target) -> Reply {
-    let resp = match client
-        .post(target.url.clone())
-        .header(CONTENT_TYPE, target.content_type.clone())
-        .body(target.body())
-        .send()
-        .await
-    {
+    let resp = match target.request(client).body(target.body()).send().await {
         Ok(resp) => resp,
         Err(e) => return Reply::failed(classify(&e)),
     };
@@ -256,9 +281,8 @@ pub async fn send_one(client: &Client, target: &Target) -> Reply {
 /// loudly with the server's own message instead of as a wall of error counts.
 pub async fn preflight(client: &Client, target: &Target) -> Result<()> {
     for (i, body) in target.bodies.iter().enumerate() {
-        let resp = client
-            .post(target.url.clone())
-            .header(CONTENT_TYPE, target.content_type.clone())
+        let resp = target
+            .request(client)
             .body(body.clone())
             .send()
             .await
@@ -322,14 +346,14 @@ mod tests {
         std::fs::write(&b, r#"{"input": ["y"], "model": "m"}"#).unwrap();
         std::fs::write(&c, r#"{"input": ["y", "z"], "model": "m"}"#).unwrap();
         let url = "http://127.0.0.1:1/v1/embeddings";
-        let t = Target::load(url, &[a.clone(), b.clone()], None, "application/json").unwrap();
+        let t = Target::load(url, &[a.clone(), b.clone()], None, "application/json", None).unwrap();
         assert_eq!(t.rows_per_request, 1);
         let sent: Vec<Bytes> = (0..3).map(|_| t.body()).collect();
         assert_eq!(sent[0], sent[2]);
         assert_ne!(sent[0], sent[1]);
-        assert!(Target::load(url, &[a.clone(), c], None, "application/json").is_err());
+        assert!(Target::load(url, &[a.clone(), c], None, "application/json", None).is_err());
         // A non-JSON body is one row (one image) unless told otherwise.
-        let t = Target::load(url, &[a], None, "image/png").unwrap();
+        let t = Target::load(url, &[a], None, "image/png", None).unwrap();
         assert_eq!(t.rows_per_request, 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }

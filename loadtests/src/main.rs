@@ -69,6 +69,10 @@ struct HttpArgs {
     /// Content type of the body, e.g. image/png for a raw image to a classify route.
     #[arg(long, default_value = "application/json")]
     content_type: String,
+    /// v2 binary tensor extension: each body's first N bytes are its JSON header, sent as
+    /// `Inference-Header-Content-Length: N` (`convoy-load body --binary` prints N).
+    #[arg(long)]
+    binary_header_length: Option<usize>,
     /// Rows per request for rows/s; default: `inputs[0].shape[0]` of a v2 body, the number
     /// of texts of an embeddings body, 1 for a non-JSON body.
     #[arg(long)]
@@ -216,6 +220,10 @@ struct BodyArgs {
     /// carry different texts).
     #[arg(long, default_value_t = 0)]
     offset: usize,
+    /// v2 body in the binary tensor extension: a JSON header, then the rows as raw
+    /// little-endian FP32; prints `header_length=N` (pass it as --binary-header-length).
+    #[arg(long, requires = "reference")]
+    binary: bool,
     /// Output file.
     #[arg(long)]
     out: PathBuf,
@@ -271,7 +279,16 @@ fn run_closed(args: ClosedArgs) -> Result<()> {
     let targets = args
         .url
         .iter()
-        .map(|url| Target::load(url, &h.body, h.rows_per_request, &h.content_type).map(Arc::new))
+        .map(|url| {
+            Target::load(
+                url,
+                &h.body,
+                h.rows_per_request,
+                &h.content_type,
+                h.binary_header_length,
+            )
+            .map(Arc::new)
+        })
         .collect::<Result<Vec<_>>>()?;
     let scraper = match &args.metrics_url {
         Some(url) => Some(prom::Scraper {
@@ -347,7 +364,16 @@ fn run_open(args: OpenArgs) -> Result<()> {
     let targets = args
         .url
         .iter()
-        .map(|url| Target::load(url, &h.body, h.rows_per_request, &h.content_type).map(Arc::new))
+        .map(|url| {
+            Target::load(
+                url,
+                &h.body,
+                h.rows_per_request,
+                &h.content_type,
+                h.binary_header_length,
+            )
+            .map(Arc::new)
+        })
         .collect::<Result<Vec<_>>>()?;
     let (warmup, duration) = (
         secs(args.warmup_s, "--warmup-s")?,
@@ -435,6 +461,19 @@ fn run_ceiling(args: CeilingArgs) -> Result<()> {
 
 fn run_body(args: BodyArgs) -> Result<()> {
     let (value, what) = match (&args.reference, args.rows, &args.embeddings_model) {
+        (Some(path), Some(rows), None) if args.binary => {
+            let reference = body::Reference::load(path)?;
+            let (bytes, header_length) = body::build_binary_body(&reference, rows)?;
+            std::fs::write(&args.out, bytes)
+                .with_context(|| format!("writing {}", args.out.display()))?;
+            println!(
+                "wrote {rows} rows x {} features (binary, {header_length}-byte JSON header) to {}",
+                reference.features(),
+                args.out.display()
+            );
+            println!("header_length={header_length}");
+            return Ok(());
+        }
         (Some(path), Some(rows), None) => {
             let reference = body::Reference::load(path)?;
             let value = body::build_body(&reference, rows)?;

@@ -333,6 +333,7 @@ pub fn render(r: &ReportInputs) -> String {
         &r.ceiling,
         x.quick,
     ));
+    heads.extend(sections::wire(&mut body, x));
     heads.extend(sections::instances(&mut body, x));
     heads.extend(sections::metrics_cost(&mut body, x));
     if x.slo.is_empty() {

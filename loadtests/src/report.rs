@@ -22,7 +22,7 @@ use crate::sections::{
 pub struct ReportArgs {
     /// Directory holding the run's JSON (and the model.toml copies), named as run.sh
     /// names them: closed-batched.json, closed-unbatched.json, ceiling.json (required),
-    /// and any of stats-*.json, config-*.toml, closed-instances{1,2}.json,
+    /// and any of stats-*.json, config-*.toml, closed-instances{1,2}.json, closed-wire-{json,binary}.json,
     /// metrics-{on,off}.json, metrics-rss.json, slo-MODEL.json (+ slo-MODEL-*.json), overload*.json,
     /// pipelines.json (+ minilm-*.json, efficientnet.json), peers.json (+ peers/summary.json)
     /// and the charts plot-{batching,slo-mlp,slo-minilm,minilm}.svg.
@@ -168,6 +168,7 @@ fn load_extra(dir: &Path, raw_dir: &str, quick: bool) -> Result<Extra> {
         .collect();
     Ok(Extra {
         instances: pair("closed-instances1.json", "closed-instances2.json")?,
+        wire: pair("closed-wire-json.json", "closed-wire-binary.json")?,
         metrics_cost: pair("metrics-on.json", "metrics-off.json")?,
         metrics_rss: optional(dir, "metrics-rss.json")?,
         slo,

@@ -112,6 +112,8 @@ pub struct Pipelines {
 pub struct Extra {
     /// Batched config with `[instances] count = 1` and `= 2`, measured interleaved.
     pub instances: Option<(ClosedReport, ClosedReport)>,
+    /// The v2 route with 64-row requests as JSON and as binary tensors, interleaved.
+    pub wire: Option<(ClosedReport, ClosedReport)>,
     /// Batched config with metrics recorded and with `--disable-metrics`, interleaved.
     pub metrics_cost: Option<(ClosedReport, ClosedReport)>,
     /// Both servers' RSS before and after that section.
@@ -186,6 +188,55 @@ fn not_run(out: &mut String, quick: bool) {
 }
 
 // --- instances -----------------------------------------------------------------------
+
+/// The v2 JSON body against the same rows in the binary tensor extension.
+pub fn wire(out: &mut String, x: &Extra) -> Option<String> {
+    out.push_str("\n## v2 JSON vs binary tensors (closed loop)\n\n");
+    let Some((json, binary)) = &x.wire else {
+        not_run(out, x.quick);
+        return None;
+    };
+    let rows = json.rows_per_request;
+    let secs = top(binary).map_or(0.0, |l| l.duration_s);
+    let _ = write!(
+        out,
+        "The batched MLP on `POST /v2/models/mlp/infer` with {rows} rows per request, sent as \
+         a JSON body (`data`: {rows} × 10 numbers) and as the same rows in the binary tensor \
+         extension (a JSON header with `binary_data_size`, then {} bytes of little-endian \
+         FP32, `Inference-Header-Content-Length`), as Triton's clients send them. Responses \
+         are JSON in both. One server, the JSON levels first, then the binary ones, \
+         {secs:.0} s measured each.\n\n\
+         | concurrency | JSON rows/s | p50 ms | p99 ms | binary rows/s | p50 ms | p99 ms | \
+         binary / JSON |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        rows * 40
+    );
+    for b in &binary.levels {
+        let Some(j) = level_at(json, b.concurrency) else {
+            continue;
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {:.3} | {:.3} | {:.0} | {:.3} | {:.3} | **{}** |",
+            b.concurrency,
+            j.rows_per_s,
+            j.latency.p50_ms,
+            j.latency.p99_ms,
+            b.rows_per_s,
+            b.latency.p50_ms,
+            b.latency.p99_ms,
+            crate::render::ratio(b.rows_per_s, j.rows_per_s)
+        );
+    }
+    let (j, b) = (top(json)?, top(binary)?);
+    Some(format!(
+        "v2 binary tensors vs JSON, {rows}-row requests at c={}: **{}** the rows/s ({:.0} vs \
+         {:.0}).",
+        b.concurrency,
+        crate::render::ratio(b.rows_per_s, j.rows_per_s),
+        b.rows_per_s,
+        j.rows_per_s
+    ))
+}
 
 pub fn instances(out: &mut String, x: &Extra) -> Option<String> {
     out.push_str("\n## Instances: one device worker vs two (closed loop)\n\n");
@@ -987,6 +1038,45 @@ mod tests {
             metrics: BTreeMap::new(),
             slice_rps: Vec::new(),
         }
+    }
+
+    #[test]
+    fn wire_compares_binary_with_json_per_level() {
+        let rows = |mut r: ClosedReport| {
+            r.rows_per_request = 64;
+            for l in &mut r.levels {
+                l.rows_per_s = l.requests_per_s * 64.0;
+            }
+            r
+        };
+        let x = Extra {
+            wire: Some((
+                rows(closed(vec![
+                    closed_level(1, 1000.0),
+                    closed_level(16, 2000.0),
+                ])),
+                rows(closed(vec![
+                    closed_level(1, 1200.0),
+                    closed_level(16, 3000.0),
+                ])),
+            )),
+            ..Extra::default()
+        };
+        let mut md = String::new();
+        let head = wire(&mut md, &x).unwrap();
+        assert!(md.contains("with 64 rows per request"), "{md}");
+        assert!(md.contains("then 2560 bytes of little-endian"));
+        assert!(
+            md.contains("| 16 | 128000 | 1.000 | 2.000 | 192000 | 1.000 | 2.000 | **1.50×** |"),
+            "{md}"
+        );
+        assert_eq!(
+            head,
+            "v2 binary tensors vs JSON, 64-row requests at c=16: **1.50×** the rows/s (192000 vs 128000)."
+        );
+        let mut md = String::new();
+        assert!(wire(&mut md, &Extra::default()).is_none());
+        assert!(md.contains("Not measured in this run."));
     }
 
     fn closed(levels: Vec<ClosedLevel>) -> ClosedReport {
