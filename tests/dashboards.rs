@@ -53,14 +53,8 @@ async fn dashboard_and_rules_query_only_exported_metrics() {
     );
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let exported: BTreeSet<String> = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
+        .scrape()
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
         .lines()
         .filter(|l| l.starts_with("# TYPE convoy_"))
         .filter_map(|l| l.split_whitespace().nth(2).map(str::to_string))

@@ -15,17 +15,6 @@ fn sample(text: &str, series: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-async fn scrape(s: &TestServer) -> String {
-    s.client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_depth_is_exact_under_load_and_returns_to_zero() {
     // A 400 ms window holds 20 single-row requests in the queue.
@@ -42,7 +31,7 @@ async fn queue_depth_is_exact_under_load_and_returns_to_zero() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(150)).await;
-    let during = scrape(&s).await;
+    let during = s.scrape().await;
     assert_eq!(
         sample(&during, "convoy_queue_depth_rows{model=\"depth\"}"),
         Some(20.0),
@@ -55,7 +44,7 @@ async fn queue_depth_is_exact_under_load_and_returns_to_zero() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
     }
-    let after = scrape(&s).await;
+    let after = s.scrape().await;
     assert_eq!(
         sample(&after, "convoy_queue_depth_rows{model=\"depth\"}"),
         Some(0.0)
@@ -116,7 +105,7 @@ async fn outcomes_are_counted_by_kind_and_unknown_models_share_one_label() {
         s.post("/v2/models/no-such-model-xyz/infer", &bad).await.0,
         404
     );
-    let text = scrape(&s).await;
+    let text = s.scrape().await;
     assert_eq!(
         sample(
             &text,
@@ -158,7 +147,7 @@ async fn device_busy_ratio_is_sampled_per_instance() {
         );
     }
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let text = scrape(&s).await;
+    let text = s.scrape().await;
     let ratio = sample(
         &text,
         "convoy_device_busy_ratio{model=\"busy\",worker=\"0\"}",
@@ -178,7 +167,7 @@ async fn gpu_metrics_exist_exactly_where_nvml_does() {
         .and_then(|n| n.device_count())
         .unwrap_or(0);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let text = scrape(&s).await;
+    let text = s.scrape().await;
     let total = sample(&text, "convoy_gpu_memory_total_bytes{gpu=\"0\"}");
     if gpus == 0 {
         assert!(!text.contains("convoy_gpu_"), "GPU series without NVML");

@@ -56,15 +56,7 @@ async fn expired_requests_get_504_at_their_deadline_and_never_run() {
     // still takes the entry out (and counts it) at its deadline, moments later.
     let mut metrics = String::new();
     for _ in 0..50 {
-        metrics = s
-            .client
-            .get(s.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        metrics = s.scrape().await;
         if metrics.contains("convoy_expired_requests_total{model=\"deadline\"} 2") {
             break;
         }
@@ -178,15 +170,7 @@ async fn two_instances_share_the_queue() {
         assert!((output_data(&v)[0] - want[i % 16]).abs() < 1e-3, "{v}");
     }
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let metrics = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.scrape().await;
     for instance in ["0", "1"] {
         let series = format!("convoy_device_busy_ratio{{model=\"inst\",worker=\"{instance}\"}}");
         assert!(metrics.contains(&series), "{series} missing");

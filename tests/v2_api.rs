@@ -188,15 +188,7 @@ async fn health_metadata_config_and_stats() {
         .map(|m| m["name"].as_str().unwrap())
         .collect();
     assert!(names.contains(&"mlp"), "{names:?}");
-    let metrics = s
-        .client
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.scrape().await;
     assert!(metrics.contains("convoy_model_ready"), "{metrics}");
     s.stop().await;
 }

@@ -68,10 +68,20 @@ impl BatchCost {
 
     /// Predicted time of a batch of `work` units; `None` before the first observation.
     pub fn estimate(&self, work: f64) -> Option<Duration> {
-        self.fit().map(|f| {
-            let secs = f.fixed_seconds + f.per_unit_seconds * work;
-            Duration::from_secs_f64(secs.clamp(0.0, 3600.0))
-        })
+        self.fit().map(|f| f.estimate(work))
+    }
+}
+
+impl CostFit {
+    /// Predicted time of a batch of `work` units by this line.
+    pub fn estimate(&self, work: f64) -> Duration {
+        let secs = self.fixed_seconds + self.per_unit_seconds * work;
+        Duration::from_secs_f64(secs.clamp(0.0, 3600.0))
+    }
+
+    /// The line's fixed part: what any batch costs, whatever its size.
+    pub fn fixed(&self) -> Duration {
+        Duration::from_secs_f64(self.fixed_seconds.clamp(0.0, 3600.0))
     }
 }
 

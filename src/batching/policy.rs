@@ -191,12 +191,12 @@ pub fn slo_window(
     let Some(fit) = cost.fit() else {
         return Duration::ZERO;
     };
-    let run = cost.estimate(work).unwrap_or(Duration::ZERO);
+    let run = fit.estimate(work);
     let slack = target
         .saturating_sub(run)
         .saturating_sub(ahead)
         .saturating_sub(waited);
-    let fixed = Duration::from_secs_f64(fit.fixed_seconds.clamp(0.0, 3600.0));
+    let fixed = fit.fixed();
     if ahead > HANDOVER {
         if fixed.as_secs_f64() <= EFFICIENT * run.as_secs_f64() {
             // Growing could cut this batch's cost per row by EFFICIENT at most, while

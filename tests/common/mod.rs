@@ -122,6 +122,18 @@ impl TestServer {
     }
 
     /// Stops the server and waits for it to drain.
+    /// The text of `GET /metrics`.
+    pub async fn scrape(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
