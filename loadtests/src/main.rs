@@ -59,6 +59,24 @@ enum Command {
     Plot(plot::PlotArgs),
 }
 
+impl HttpArgs {
+    /// One target per URL, each sending these bodies with these headers.
+    fn targets(&self, urls: &[String]) -> Result<Vec<Arc<Target>>> {
+        urls.iter()
+            .map(|url| {
+                Target::load(
+                    url,
+                    &self.body,
+                    self.rows_per_request,
+                    &self.content_type,
+                    self.binary_header_length,
+                )
+                .map(Arc::new)
+            })
+            .collect()
+    }
+}
+
 /// Options shared by the two HTTP loops.
 #[derive(Args)]
 struct HttpArgs {
@@ -276,20 +294,7 @@ fn run_closed(args: ClosedArgs) -> Result<()> {
     if args.url.len() > 1 && args.metrics_url.is_some() {
         anyhow::bail!("--metrics-url works with a single --url only");
     }
-    let targets = args
-        .url
-        .iter()
-        .map(|url| {
-            Target::load(
-                url,
-                &h.body,
-                h.rows_per_request,
-                &h.content_type,
-                h.binary_header_length,
-            )
-            .map(Arc::new)
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let targets = h.targets(&args.url)?;
     let scraper = match &args.metrics_url {
         Some(url) => Some(prom::Scraper {
             url: reqwest::Url::parse(url)
@@ -361,20 +366,7 @@ fn run_open(args: OpenArgs) -> Result<()> {
     if !args.json.is_empty() && args.json.len() != args.url.len() {
         anyhow::bail!("--json: give one file per --url");
     }
-    let targets = args
-        .url
-        .iter()
-        .map(|url| {
-            Target::load(
-                url,
-                &h.body,
-                h.rows_per_request,
-                &h.content_type,
-                h.binary_header_length,
-            )
-            .map(Arc::new)
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let targets = h.targets(&args.url)?;
     let (warmup, duration) = (
         secs(args.warmup_s, "--warmup-s")?,
         secs(args.duration_s, "--duration-s")?,

@@ -46,33 +46,22 @@ pub struct PeerRatio {
 
 /// `[peers/summary.json]`, written by peers_report.py.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
 pub struct PeersSummary {
-    #[serde(default)]
     pub profile: String,
-    #[serde(default)]
     pub date: Option<String>,
-    #[serde(default)]
     pub wall_s: Option<f64>,
-    #[serde(default)]
     pub concurrency: Option<String>,
-    #[serde(default)]
     pub warmup_s: Option<f64>,
-    #[serde(default)]
     pub duration_s: Option<f64>,
-    #[serde(default)]
     pub open_warmup_s: Option<f64>,
-    #[serde(default)]
     pub open_duration_s: Option<f64>,
     /// Display names of the peers that answered.
-    #[serde(default)]
     pub peers: Vec<String>,
-    #[serde(default)]
     pub ratios: Vec<PeerRatio>,
     /// Runs or installs that failed, one line each.
-    #[serde(default)]
     pub failed: Vec<String>,
     /// Plot files per model, in the peers' results folder.
-    #[serde(default)]
     pub plots: BTreeMap<String, Vec<String>>,
 }
 
@@ -312,7 +301,7 @@ fn python_target(out: &mut String, ratios: &[PeerRatio]) {
                 best.ratio,
                 ms(best.convoy_p99_ms),
                 ms(best.peer_p99_ms),
-                if met { "met" } else { "**not met**" }
+                crate::sections::yes_no(met)
             ));
         }
     }

@@ -495,26 +495,25 @@ fn read_mode(path: &Path) -> Result<(serde_json::Value, String)> {
     Ok((value, mode))
 }
 
-fn load_closed(path: &Path) -> Result<ClosedReport> {
+/// A `--json` file of `want` mode (`closed` or `open`); `need` says which chart wants it.
+fn load_mode<T: serde::de::DeserializeOwned>(path: &Path, want: &str, need: &str) -> Result<T> {
     let (value, mode) = read_mode(path)?;
-    if mode != "closed" {
-        bail!(
-            "{}: mode {mode:?}, `plot throughput` needs a `closed --json` file",
-            path.display()
-        );
+    if mode != want {
+        bail!("{}: mode {mode:?}, {need}", path.display());
     }
     serde_json::from_value(value).with_context(|| format!("parsing {}", path.display()))
 }
 
+fn load_closed(path: &Path) -> Result<ClosedReport> {
+    load_mode(
+        path,
+        "closed",
+        "`plot throughput` needs a `closed --json` file",
+    )
+}
+
 fn load_open(path: &Path) -> Result<OpenReport> {
-    let (value, mode) = read_mode(path)?;
-    if mode != "open" {
-        bail!(
-            "{}: mode {mode:?}, `plot latency` needs an `open --json` file",
-            path.display()
-        );
-    }
-    serde_json::from_value(value).with_context(|| format!("parsing {}", path.display()))
+    load_mode(path, "open", "`plot latency` needs an `open --json` file")
 }
 
 /// The throughput chart of already-loaded closed-loop runs.

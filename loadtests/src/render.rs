@@ -133,8 +133,6 @@ fn saturation(out: &mut String, r: &ReportInputs) {
             ceil.batch_size,
             ceil.rows_per_s
         );
-    }
-    if let (Some(b), Some(ceil)) = (best(&r.batched), at(64)) {
         let ratio = b.rows_per_s / ceil.rows_per_s.max(1e-9);
         let server = b
             .server_timing
@@ -148,7 +146,7 @@ fn saturation(out: &mut String, r: &ReportInputs) {
              row, while the server completes a request only every {:.0} µs: the difference \
              is HTTP, JSON and the async runtime, per request, on 2 cores shared with the \
              load generator.",
-            if ratio >= 0.9 { "met" } else { "**not met**" },
+            sections::yes_no(ratio >= 0.9),
             server.map_or("?".into(), |v| format!("{v:.0}")),
             1e6 / ceil.rows_per_s.max(1e-9),
             1e6 / b.requests_per_s.max(1e-9),
@@ -164,6 +162,10 @@ fn saturation(out: &mut String, r: &ReportInputs) {
                 .get(k)
                 .map_or("?".into(), |v| format!("{:.0}", v.p50))
         };
+        let inside_us = b1
+            .server_timing
+            .get(crate::stats::SERVER_TOTAL)
+            .map_or(0.0, |v| v.p50);
         let _ = writeln!(
             out,
             "- Target **p50 at concurrency 1 within 150 µs of the in-process single run**: \
@@ -174,18 +176,11 @@ fn saturation(out: &mut String, r: &ReportInputs) {
              loopback round trip of a client on the same cores.",
             b1.latency.p50_ms,
             c1.latency.p50_ms,
-            if gap_us <= 150.0 {
-                "met"
-            } else {
-                "**not met**"
-            },
+            sections::yes_no(gap_us <= 150.0),
             part("queue_us"),
             part("compute_us"),
             part(crate::stats::SERVER_TOTAL),
-            gap_us
-                - b1.server_timing
-                    .get(crate::stats::SERVER_TOTAL)
-                    .map_or(0.0, |v| v.p50),
+            gap_us - inside_us,
         );
     }
     if let (Some(u), Some(ceil)) = (best(&r.unbatched), at(1)) {

@@ -137,7 +137,8 @@ pub fn plot_link(out: &mut String, x: &Extra, key: &str, alt: &str) {
     }
 }
 
-fn yes_no(ok: bool) -> &'static str {
+/// A target's verdict, as every section of the report words it.
+pub fn yes_no(ok: bool) -> &'static str {
     if ok {
         "met"
     } else {
