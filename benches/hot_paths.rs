@@ -12,6 +12,7 @@ use std::io::Cursor;
 use std::time::{Duration, Instant};
 
 use convoy::batching::batch::{split, stack};
+use convoy::batching::company::Company;
 use convoy::batching::cost::BatchCost;
 use convoy::batching::policy::{decide, Decision, Pending};
 use convoy::http::decode::decode_inputs;
@@ -85,6 +86,7 @@ fn bench_policy(c: &mut Criterion) {
     let mut g = c.benchmark_group("policy_decide");
     let t0 = Instant::now();
     let cost = BatchCost::default();
+    let company = Company::default();
     for n in [64, 1024] {
         for (label, levels) in [("fifo", 1), ("priorities", 3)] {
             let q = queue(n, levels > 1, t0);
@@ -93,12 +95,21 @@ fn bench_policy(c: &mut Criterion) {
             // by level with priorities).
             let now = t0 + Duration::from_micros(n as u64 / 4);
             assert!(matches!(
-                decide(&q, now, &cfg, &cost, Duration::ZERO),
+                decide(&q, now, &cfg, &cost, Duration::ZERO, &company),
                 Decision::Dispatch(_) | Decision::Wait(_)
             ));
             g.throughput(Throughput::Elements(n as u64));
             g.bench_with_input(BenchmarkId::new(label, n), &q, |b, q| {
-                b.iter(|| decide(black_box(q), black_box(now), &cfg, &cost, Duration::ZERO))
+                b.iter(|| {
+                    decide(
+                        black_box(q),
+                        black_box(now),
+                        &cfg,
+                        &cost,
+                        Duration::ZERO,
+                        &company,
+                    )
+                })
             });
         }
     }

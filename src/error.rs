@@ -143,6 +143,14 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if let ApiError::PayloadTooLarge(_) = &self {
+            // The rest of an over-limit body is never read, so the connection cannot carry
+            // another request: say so, or a client's pool reuses it and its next request
+            // meets a closed socket (seen as a broken pipe in tests/hostile.rs).
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let ApiError::TooManyRequests { retry_after, .. } = &self {
             let secs = retry_after.as_secs().max(1).to_string();
             if let Ok(v) = HeaderValue::from_str(&secs) {

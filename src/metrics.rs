@@ -32,6 +32,8 @@ pub const MODEL_DEVICE: &str = "convoy_model_device";
 pub const PADDING_RATIO: &str = "convoy_batch_padding_ratio";
 pub const BATCH_COST_FIXED: &str = "convoy_batch_cost_fixed_seconds";
 pub const BATCH_COST_PER_UNIT: &str = "convoy_batch_cost_per_unit_seconds";
+/// Share of requests finding a worker idle that company followed (the idle-wait rule).
+pub const BATCH_COMPANY_RATIO: &str = "convoy_batch_company_ratio";
 /// Per GPU (label `gpu`, NVML's index), only where NVML is present.
 pub const GPU_MEMORY_USED: &str = "convoy_gpu_memory_used_bytes";
 pub const GPU_MEMORY_TOTAL: &str = "convoy_gpu_memory_total_bytes";
@@ -57,6 +59,7 @@ pub const ALL: &[&str] = &[
     MODEL_DEVICE,
     BATCH_COST_FIXED,
     BATCH_COST_PER_UNIT,
+    BATCH_COMPANY_RATIO,
     PADDING_RATIO,
     GPU_MEMORY_USED,
     GPU_MEMORY_TOTAL,
@@ -181,6 +184,8 @@ pub struct ModelMetrics {
     /// The learned batch cost: fixed part and per unit of work (rows × row elements).
     pub cost_fixed: Gauge,
     pub cost_per_unit: Gauge,
+    /// Share of requests that found a worker idle whom company followed.
+    pub company: Gauge,
 }
 
 impl ModelMetrics {
@@ -209,7 +214,8 @@ impl ModelMetrics {
             cancelled: counter!(CANCELLED_TOTAL, "model" => m.clone()),
             expired: counter!(EXPIRED_TOTAL, "model" => m.clone()),
             cost_fixed: gauge!(BATCH_COST_FIXED, "model" => m.clone()),
-            cost_per_unit: gauge!(BATCH_COST_PER_UNIT, "model" => m),
+            cost_per_unit: gauge!(BATCH_COST_PER_UNIT, "model" => m.clone()),
+            company: gauge!(BATCH_COMPANY_RATIO, "model" => m),
         })
     }
 

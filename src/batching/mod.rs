@@ -11,6 +11,7 @@
 //! ```
 
 pub mod batch;
+pub mod company;
 pub mod cost;
 pub mod policy;
 pub mod queue;

@@ -17,8 +17,9 @@
 //!    ([`slo_window`]): while every worker is busy, the batch keeps growing until just
 //!    before one frees up (a batch handed over earlier could not start earlier anyway);
 //!    while a worker is idle, wait at most the learned fixed cost of a batch (waiting
-//!    longer idles the device for more than merging can save), and never past the moment
-//!    that still lets the batch finish inside the first request's target.
+//!    longer idles the device for more than merging can save), and only where such waits
+//!    have been catching company ([`Company`]); never past the moment that still lets the
+//!    batch finish inside the first request's target.
 //! 6. Otherwise wait until rule 5 would fire or the next deadline passes (so expired
 //!    requests are answered on time), or a request arrives.
 //!
@@ -28,6 +29,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::company::Company;
 use super::cost::BatchCost;
 use crate::repository::config::BatchingConfig;
 
@@ -84,13 +86,15 @@ where
 /// Decides what to do with `queue` (in arrival order) at time `now`. `ahead` is the
 /// device time still owed to batches already dispatched before a batch formed now can
 /// start (zero when a worker is idle): with a latency target, the window leaves room for
-/// it, so the first request's target holds even behind a running batch.
+/// it, so the first request's target holds even behind a running batch. `company` says
+/// whether an idle worker's wait has been catching other requests lately.
 pub fn decide<'a, I>(
     queue: I,
     now: Instant,
     cfg: &BatchingConfig,
     cost: &BatchCost,
     ahead: Duration,
+    company: &Company,
 ) -> Decision
 where
     I: IntoIterator<Item = &'a Pending>,
@@ -145,7 +149,7 @@ where
         None => cfg.max_queue_delay.saturating_sub(waited),
         Some(target) => {
             let work = rows as f64 * head.work() / head.rows.max(1) as f64;
-            slo_window(target, waited, ahead, cost, work)
+            slo_window(target, waited, ahead, cost, work, company)
         }
     };
     if window_left.is_zero() {
@@ -179,7 +183,9 @@ where
 /// - a worker idle: wait at most the learned *fixed* cost of a batch, counted from the
 ///   first request's arrival (the ski-rental bound: the device idles no longer than one
 ///   merged request saves it), so a GPU model with a large per-batch cost still batches
-///   at moderate load, and a CPU model whose cost is per row does not wait at all;
+///   at moderate load, and a CPU model whose cost is per row does not wait at all; and
+///   only while such waits have been catching company ([`Company::likely`]): a lone
+///   client, who sends the next request only after the answer, is never made to wait;
 /// - never past the moment that lets the batch, behind `ahead`, finish inside the target.
 pub fn slo_window(
     target: Duration,
@@ -187,6 +193,7 @@ pub fn slo_window(
     ahead: Duration,
     cost: &BatchCost,
     work: f64,
+    company: &Company,
 ) -> Duration {
     let Some(fit) = cost.fit() else {
         return Duration::ZERO;
@@ -208,6 +215,9 @@ pub fn slo_window(
         // it open until the hand-over. Past the target's slack it waits for the
         // device either way, so only the hand-over point counts.
         return ahead - HANDOVER;
+    }
+    if !company.likely() {
+        return Duration::ZERO;
     }
     fixed.saturating_sub(waited).min(slack)
 }
@@ -272,7 +282,18 @@ mod tests {
         now: Instant,
         c: &BatchingConfig,
     ) -> Decision {
-        super::decide(q, now, c, &BatchCost::default(), Duration::ZERO)
+        with_cost(q, now, c, &BatchCost::default(), Duration::ZERO)
+    }
+
+    /// `decide` with a learned cost and device state, company assumed (the default).
+    fn with_cost<'a>(
+        q: impl IntoIterator<Item = &'a Pending>,
+        now: Instant,
+        c: &BatchingConfig,
+        cost: &BatchCost,
+        ahead: Duration,
+    ) -> Decision {
+        super::decide(q, now, c, cost, ahead, &Company::default())
     }
 
     /// A request of `rows` rows and shape `[shape]` that arrived `at_us` after `t0`.
@@ -468,13 +489,13 @@ mod tests {
         let q = vec![p(1, 10, t0, 0), p(1, 10, t0, 0)];
         // Nothing learned yet: dispatch at once.
         assert_eq!(
-            super::decide(&q, t0, &c, &BatchCost::default(), Duration::ZERO),
+            with_cost(&q, t0, &c, &BatchCost::default(), Duration::ZERO),
             Decision::Dispatch(vec![0, 1])
         );
         let cost = learned();
         // Idle device: the head may wait the fixed cost (1 ms) from its arrival, not the
         // 10 - 3 = 7 ms the target alone would allow.
-        let d = super::decide(
+        let d = with_cost(
             &q,
             t0 + Duration::from_micros(400),
             &c,
@@ -486,7 +507,7 @@ mod tests {
         };
         assert!(near(w, Duration::from_micros(600)), "{w:?}");
         assert_eq!(
-            super::decide(&q, t0 + Duration::from_millis(1), &c, &cost, Duration::ZERO),
+            with_cost(&q, t0 + Duration::from_millis(1), &c, &cost, Duration::ZERO),
             Decision::Dispatch(vec![0, 1])
         );
         // A cost that is all per unit: no reason to idle the device at all.
@@ -495,16 +516,45 @@ mod tests {
             linear.observe(work, Duration::from_secs_f64(1e-4 * work));
         }
         assert_eq!(
-            super::decide(&q, t0, &c, &linear, Duration::ZERO),
+            with_cost(&q, t0, &c, &linear, Duration::ZERO),
             Decision::Dispatch(vec![0, 1])
         );
         // The target still caps the wait: with T = 3.5 ms and a 3 ms batch, 0.5 ms.
         c.latency_target = Some(Duration::from_micros(3500));
-        let d = super::decide(&q, t0, &c, &cost, Duration::ZERO);
+        let d = with_cost(&q, t0, &c, &cost, Duration::ZERO);
         let Decision::Wait(w) = d else {
             panic!("{d:?}")
         };
         assert!(near(w, Duration::from_micros(500)), "{w:?}");
+    }
+
+    #[test]
+    fn latency_target_with_an_idle_device_waits_only_where_company_comes() {
+        let t0 = Instant::now();
+        let mut c = cfg(64, 0, &[]);
+        c.latency_target = Some(Duration::from_millis(10));
+        let q = vec![p(1, 10, t0, 0)];
+        let cost = learned();
+        let mut alone = Company::default();
+        for _ in 0..10 {
+            alone.observe(false);
+        }
+        // Waits have not been catching anyone: the lone request goes at once...
+        assert_eq!(
+            super::decide(&q, t0, &c, &cost, Duration::ZERO, &alone),
+            Decision::Dispatch(vec![0])
+        );
+        // ...while with company likely it waits the fixed cost (1 ms).
+        let d = super::decide(&q, t0, &c, &cost, Duration::ZERO, &Company::default());
+        let Decision::Wait(w) = d else {
+            panic!("{d:?}")
+        };
+        assert!(near(w, Duration::from_millis(1)), "{w:?}");
+        // Behind a busy device the batch still grows until the hand-over either way.
+        assert_eq!(
+            super::decide(&q, t0, &c, &cost, Duration::from_millis(4), &alone),
+            Decision::Wait(Duration::from_millis(4) - HANDOVER)
+        );
     }
 
     #[test]
@@ -515,11 +565,11 @@ mod tests {
         let q = vec![p(1, 10, t0, 0), p(1, 10, t0, 0)];
         let cost = learned();
         // The running batch owes 4 ms: keep growing until 200 µs before it ends.
-        let d = super::decide(&q, t0, &c, &cost, Duration::from_millis(4));
+        let d = with_cost(&q, t0, &c, &cost, Duration::from_millis(4));
         assert_eq!(d, Decision::Wait(Duration::from_millis(4) - HANDOVER));
         // Even when the head's target is already out of reach (it waited 9 ms): leaving
         // now would not start it sooner.
-        let d = super::decide(
+        let d = with_cost(
             &q,
             t0 + Duration::from_millis(9),
             &c,
@@ -530,26 +580,26 @@ mod tests {
         // At the hand-over point the idle rule applies: the head waited past the fixed
         // cost, so it goes.
         assert_eq!(
-            super::decide(&q, t0 + Duration::from_millis(4), &c, &cost, HANDOVER),
+            with_cost(&q, t0 + Duration::from_millis(4), &c, &cost, HANDOVER),
             Decision::Dispatch(vec![0, 1])
         );
         // Ten rows cost 1 + 10 ms: the fixed part is under 1/8, so growing would not
         // pay; the batch is handed over now, busy device or not.
         let ten: Vec<Pending> = (0..10).map(|_| p(1, 10, t0, 0)).collect();
         assert!(matches!(
-            super::decide(&ten, t0, &c, &cost, Duration::from_millis(4)),
+            with_cost(&ten, t0, &c, &cost, Duration::from_millis(4)),
             Decision::Dispatch(v) if v.len() == 10
         ));
         // A full batch never waits for the device.
         let full: Vec<Pending> = (0..64).map(|_| p(1, 10, t0, 0)).collect();
         assert!(matches!(
-            super::decide(&full, t0, &c, &cost, Duration::from_millis(4)),
+            with_cost(&full, t0, &c, &cost, Duration::from_millis(4)),
             Decision::Dispatch(v) if v.len() == 64
         ));
         // A fixed window ignores the device: `ahead` changes nothing there.
         let fixed = cfg(64, 1000, &[]);
         assert_eq!(
-            super::decide(&q, t0, &fixed, &cost, Duration::from_millis(4)),
+            with_cost(&q, t0, &fixed, &cost, Duration::from_millis(4)),
             Decision::Wait(Duration::from_millis(1))
         );
     }

@@ -17,8 +17,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use super::batch::{split, stack};
+use super::company::{Company, Probe};
 use super::cost::{BatchCost, CostFit};
-use super::policy::{decide, expired, Decision, HANDOVER};
+use super::policy::{decide, expired, Decision, Pending, HANDOVER};
 use super::queue::Queue;
 use super::stats::ModelStats;
 use super::{Entry, Reply, SchedulerError};
@@ -35,6 +36,9 @@ struct Shared {
     drain_cfg: BatchingConfig,
     /// The learned cost of a batch; workers teach it, the policy reads it.
     cost: Mutex<BatchCost>,
+    /// Whether an idle worker's wait catches company; the scheduler teaches and reads it
+    /// (the lock is for the stats endpoint).
+    company: Mutex<Company>,
     /// Waiting requests. Held only for admission and for one decision, never across I/O.
     queue: Mutex<Queue>,
     /// Signalled on admission and on shutdown; the scheduler waits on it.
@@ -85,6 +89,7 @@ impl Batcher {
             },
             cfg,
             cost: Mutex::new(BatchCost::default()),
+            company: Mutex::new(Company::default()),
             running: Mutex::new(vec![None; instances]),
             arrived: Condvar::new(),
             slots: Mutex::new(instances),
@@ -146,6 +151,13 @@ impl Batcher {
         self.shared.cost.lock().expect("cost lock").fit()
     }
 
+    /// Share of the requests that found a worker idle whom another joined within the
+    /// batch's fixed cost (see [`Company`]), and how many such requests were seen.
+    pub fn company(&self) -> (f64, u64) {
+        let c = self.shared.company.lock().expect("company lock");
+        (c.share(), c.samples())
+    }
+
     /// Rows waiting right now.
     pub fn queued_rows(&self) -> usize {
         self.shared.queue.lock().expect("queue lock").rows()
@@ -155,6 +167,7 @@ impl Batcher {
 /// Forms batches until the queue is closed and empty, then drops the channel so the
 /// workers finish.
 fn scheduler_loop(shared: Arc<Shared>, tx: SyncSender<Batch>) {
+    let mut probe = None;
     loop {
         // Wait for a free hand-over slot first: see the module doc (prefetch).
         {
@@ -164,7 +177,7 @@ fn scheduler_loop(shared: Arc<Shared>, tx: SyncSender<Batch>) {
             }
             *free -= 1;
         }
-        let Some(entries) = next_batch(&shared) else {
+        let Some(entries) = next_batch(&shared, &mut probe) else {
             return;
         };
         match assemble(&shared, entries) {
@@ -181,7 +194,9 @@ fn scheduler_loop(shared: Arc<Shared>, tx: SyncSender<Batch>) {
 
 /// Blocks until the policy dispatches; `None` once the queue is closed and empty.
 /// Requests whose deadline passed are answered 504 here, before they reach a batch.
-fn next_batch(shared: &Shared) -> Option<Vec<Entry>> {
+/// `probe`: the last request that left an idle worker alone, until its outcome (did
+/// company follow?) is known.
+fn next_batch(shared: &Shared, probe: &mut Option<Probe>) -> Option<Vec<Entry>> {
     let mut q = shared.queue.lock().expect("queue lock");
     loop {
         if q.is_closed() && q.is_empty() {
@@ -208,15 +223,62 @@ fn next_batch(shared: &Shared) -> Option<Vec<Entry>> {
         };
         let cost = shared.cost.lock().expect("cost lock").clone();
         let ahead = device_ahead(&shared.running.lock().expect("running lock"), &cost, now);
-        match decide(q.pending(), now, cfg, &cost, ahead) {
+        let mut company = shared.company.lock().expect("company lock");
+        if let Some(joined) = probe.as_ref().and_then(|p| p.outcome(q.pending(), now)) {
+            company.observe(joined);
+            *probe = None;
+        }
+        let decision = decide(q.pending(), now, cfg, &cost, ahead, &company);
+        match decision {
             Decision::Dispatch(positions) => {
+                if cfg.latency_target.is_some() && ahead <= HANDOVER {
+                    learn_company(&mut company, probe, &q, &positions, &cost);
+                    shared.metrics.company.set(company.share());
+                }
+                drop(company);
                 let taken = q.take(&positions);
                 shared.metrics.queue_depth.set(q.rows() as f64);
                 return Some(taken);
             }
-            Decision::Wait(d) => q = shared.arrived.wait_timeout(q, d).expect("queue lock").0,
-            Decision::Idle => q = shared.arrived.wait(q).expect("queue lock"),
+            Decision::Wait(d) => {
+                drop(company);
+                q = shared.arrived.wait_timeout(q, d).expect("queue lock").0;
+            }
+            Decision::Idle => {
+                drop(company);
+                q = shared.arrived.wait(q).expect("queue lock");
+            }
         }
+    }
+}
+
+/// A batch leaving an idle worker: with a mate of its head's shape, company came;
+/// alone, its head becomes the probe whose outcome the next arrivals tell. Before the
+/// cost is learned there is no fixed cost to measure company against.
+fn learn_company(
+    company: &mut Company,
+    probe: &mut Option<Probe>,
+    queue: &Queue,
+    positions: &[usize],
+    cost: &BatchCost,
+) {
+    let Some(fit) = cost.fit() else {
+        return;
+    };
+    let members: Vec<&Pending> = queue
+        .pending()
+        .enumerate()
+        .filter(|(i, _)| positions.binary_search(i).is_ok())
+        .map(|(_, p)| p)
+        .collect();
+    if members.len() > 1 {
+        company.observe(true);
+    } else if let Some(head) = members.first() {
+        *probe = Some(Probe {
+            arrived: head.enqueued,
+            shape: head.shape.clone(),
+            within: fit.fixed(),
+        });
     }
 }
 
@@ -583,5 +645,60 @@ mod tests {
         let reply = kept.await.unwrap().unwrap();
         assert_eq!(reply.batch_rows, 1);
         assert_eq!(b.stats().snapshot().cancelled, 1);
+    }
+
+    /// 3 ms per batch whatever its size: all fixed cost, the case where an idle worker's
+    /// wait for company could pay.
+    struct Fixed3ms;
+
+    impl Backend for Fixed3ms {
+        fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, BackendError> {
+            std::thread::sleep(Duration::from_millis(3));
+            Ok(inputs.to_vec())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_lone_client_stops_waiting_for_company() {
+        let cfg = BatchingConfig {
+            latency_target: Some(Duration::from_millis(100)),
+            ..cfg(8, 0)
+        };
+        let b = Batcher::start("m", cfg, vec![Fixed3ms]);
+        let send = |rows: usize| {
+            let t = Tensor {
+                shape: vec![rows, 2],
+                data: TensorData::F32(vec![1.0; rows * 2]),
+            };
+            let (entry, rx) = Entry::new(vec![t], rows, vec![2].into_boxed_slice());
+            b.submit(entry).unwrap();
+            rx
+        };
+        // One request at a time, as a client that waits for each answer. Sizes 1 and 4
+        // first, so the cost line learns its 3 ms fixed part.
+        let mut waits = vec![];
+        for i in 0..30 {
+            let rows = if i < 6 && i % 2 == 1 { 4 } else { 1 };
+            let reply = send(rows).await.unwrap().unwrap();
+            waits.push(reply.queue);
+        }
+        let fixed = b.cost().unwrap().fixed();
+        assert!(fixed > Duration::from_millis(2), "{fixed:?}");
+        let (share, samples) = b.company();
+        assert!(
+            share < crate::batching::company::LIKELY,
+            "share {share}, {samples} samples"
+        );
+        // Nobody ever came: once that is learned, requests no longer wait the fixed cost.
+        let late = &waits[20..];
+        assert!(
+            late.iter().all(|w| *w < Duration::from_millis(1)),
+            "queue waits {late:?}"
+        );
+        // Before it was learned they did, which is what the share turned off.
+        assert!(
+            waits[6..10].iter().any(|w| *w > Duration::from_millis(1)),
+            "queue waits {waits:?}"
+        );
     }
 }

@@ -505,6 +505,19 @@ pub struct ConvoyStatistics {
     queued_rows: u64,
     /// `null` until enough batches have run to fit it.
     batch_cost: Option<BatchCost>,
+    company: Company,
+}
+
+/// Whether an idle device worker waits for company (latency-target window): of the
+/// requests that found a worker idle, the share that another request of their shape
+/// followed within the batch's learned fixed cost (exponentially weighted, 1 before
+/// any). Below 0.5 an idle worker dispatches at once.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Company {
+    share: f64,
+    /// Requests that found a worker idle, counted so far.
+    samples: u64,
 }
 
 /// One model's statistics in Triton's format.
@@ -531,7 +544,8 @@ pub struct ModelStatistics {
         "compute_infer": {"count": 1, "ns": 230000}, "compute_output": {"count": 1, "ns": 0}},
     "batch_stats": [{"batch_size": 16, "compute_input": {"count": 1, "ns": 0},
         "compute_infer": {"count": 1, "ns": 230000}, "compute_output": {"count": 1, "ns": 0}}],
-    "convoy": {"cancelled": 0, "queued_rows": 0}}]}))]
+    "convoy": {"cancelled": 0, "queued_rows": 0, "batch_cost": null,
+        "company": {"share": 1.0, "samples": 0}}}]}))]
 #[allow(dead_code)]
 pub struct ModelStatsResponse {
     model_stats: Vec<ModelStatistics>,

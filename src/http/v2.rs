@@ -325,6 +325,7 @@ pub async fn version_config(
 /// One model's entry in Triton's statistics format, plus Convoy's own fields.
 fn model_stats_json(m: &Model) -> Value {
     let s = m.batcher.stats().snapshot();
+    let (company_share, company_samples) = m.batcher.company();
     // Input and output copies are timed inside compute_infer; their counts must still
     // equal its count (perf_analyzer refuses the statistics otherwise).
     let untimed = json!({"count": s.compute_infer.count, "ns": 0});
@@ -359,6 +360,9 @@ fn model_stats_json(m: &Model) -> Value {
             "queued_rows": m.batcher.queued_rows(),
             // The learned cost of a batch: fixed + per_unit × rows × elements per row.
             "batch_cost": m.batcher.cost(),
+            // Of the requests that found a worker idle, the share another followed within
+            // the fixed cost; below 0.5 an idle worker no longer waits for company.
+            "company": {"share": company_share, "samples": company_samples},
         },
     })
 }
