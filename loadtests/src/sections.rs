@@ -479,7 +479,8 @@ pub fn slo(out: &mut String, s: &Slo, quick: bool) -> Vec<String> {
          alike. Fixed windows: `max_queue_delay_us` = {}. SLO-aware: \
          `latency_target_ms = {}` (no fixed delay, Convoy's default): the window follows \
          the learned batch cost, growing a batch while the device is busy and growing still \
-         pays, waiting at most the batch's fixed cost while it idles, never past T for the \
+         pays, waiting at most the batch's fixed cost while it idles (and only where such \
+         waits have been catching company), never past T for the \
          oldest request's queue + compute time. {}\n\n\
          `server p99` is the p99 of the server's own time (queue + compute, and pre/post \
          on task routes) from the response headers: the part T governs; the rest is HTTP, \
