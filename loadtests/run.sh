@@ -33,7 +33,7 @@ esac
 
 if [ "$QUICK" = 1 ]; then
   DURATION=2 WARMUP=1 CEIL_DURATION=1 CEIL_WARMUP=0.5 WIRE_DURATION=1
-  OPEN_DURATION=3 OPEN_WARMUP=1 SLO_ROUNDS=1 SLO_FRACTIONS_QUICK=0.8
+  OPEN_DURATION=3 OPEN_WARMUP=1 SLO_ROUNDS=1 SLO_FRACTIONS_QUICK=0.8 PROBE_S=1
   OVERLOAD_CAP_S=2 OVERLOAD_S=2
   OUT=$ROOT/loadtests/out/quick
   MD=$OUT/RESULTS.md
@@ -41,7 +41,7 @@ else
   # Sized so that the whole run, peers included, stays inside 20 minutes (the count is
   # in README.md).
   DURATION=10 WARMUP=2 CEIL_DURATION=10 CEIL_WARMUP=1 WIRE_DURATION=4
-  OPEN_DURATION=9 OPEN_WARMUP=1 SLO_ROUNDS=3
+  OPEN_DURATION=9 OPEN_WARMUP=1 SLO_ROUNDS=3 PROBE_S=4
   INSTANCE_ROUNDS=2 METRICS_ROUNDS=6 METRICS_SLICE=4
   OVERLOAD_CAP_S=5 OVERLOAD_S=10
   PIPE_DURATION=6 PIPE_WARMUP=2
@@ -192,23 +192,21 @@ save_stats() { # save_stats MODEL FILE
 }
 
 # slo MODEL SRC_DIR URL_PATH BODIES CAPACITY SOURCE TARGET_MS WHY: the open-loop comparison
-# at SLO_FRACTIONS of CAPACITY. One server per config, all up at once; `open` measures
+# at SLO_FRACTIONS of the capacity. One server per config, all up at once; `open` measures
 # them in interleaved rounds (same arrival schedule per round, order reversing each
 # round), so a change in the shared machine's load hits every config alike. Quick mode:
 # the target config at 80 % only.
+#
+# The capacity is the lower of CAPACITY (a closed loop's) and what the open loop itself
+# sustains when offered that rate (PROBE_S seconds on the latency-target server): the
+# open-loop client spends more CPU per request than the closed one, on cores it shares
+# with the server, so for an HTTP-bound model "80 % of the closed loop's rate" would be
+# overload, and the rows would compare overload behaviour rather than windows.
 slo() {
-  local model=$1 src=$2 path=$3 bodies=$4 capacity=$5 source=$6 target=$7 why=$8
+  local model=$1 src=$2 path=$3 bodies=$4 closed=$5 source=$6 target=$7 why=$8
   local delays=$SLO_DELAYS rounds=$SLO_ROUNDS fractions=$SLO_FRACTIONS
   [ "$QUICK" = 1 ] && delays="" rounds=1 fractions=$SLO_FRACTIONS_QUICK
-  local f rates=()
-  for f in $fractions; do rates+=("$(fraction_of "$capacity" "$f")"); done
-  local rate_list
-  rate_list=$(IFS=,; echo "${rates[*]}")
-  python3 "$HELP" manifest "$RAW/slo-$model.json" "model=$model" "capacity_rps=$capacity" \
-    "capacity_source=$source" "fractions=[$(echo $fractions | tr ' ' ',')]" \
-    "rates=[$rate_list]" "target_ms=$target" "delays_us=[$(echo $delays | tr ' ' ',')]" \
-    "target_why=$why" "rounds=$rounds"
-  local d name urls=() jsons=()
+  local d name urls=() jsons=() target_url=
   for d in $delays target; do
     if [ "$d" = target ]; then
       name=slo-$model-target
@@ -223,6 +221,24 @@ slo() {
     urls+=("http://127.0.0.1:$PORT$path")
     jsons+=("$RAW/$name.json")
   done
+  target_url=${urls[${#urls[@]}-1]}
+  say "open-loop capacity ($model): offered $closed req/s for ${PROBE_S}s (latency-target config)"
+  "$LOAD" open --url "$target_url" --json "$RAW/slo-$model-probe.json" --body "$bodies" \
+    --rate "$closed" --duration-s "$PROBE_S" --warmup-s 1 --timeout-s 10
+  local sustained capacity
+  sustained=$(python3 -c 'import json, sys; print(round(json.load(open(sys.argv[1]))["levels"][0]["requests_per_s"], 1))' \
+    "$RAW/slo-$model-probe.json")
+  capacity=$(python3 -c 'import sys; print(min(float(sys.argv[1]), float(sys.argv[2])))' "$closed" "$sustained")
+  local f rates=()
+  for f in $fractions; do rates+=("$(fraction_of "$capacity" "$f")"); done
+  local rate_list
+  rate_list=$(IFS=,; echo "${rates[*]}")
+  python3 "$HELP" manifest "$RAW/slo-$model.json" "model=$model" "capacity_rps=$capacity" \
+    "closed_capacity_rps=$closed" "open_capacity_rps=$sustained" \
+    "capacity_source=the lower of $source ($closed req/s) and what the open loop sustained when offered that rate for ${PROBE_S} s on the latency-target config ($sustained req/s)" \
+    "fractions=[$(echo $fractions | tr ' ' ',')]" \
+    "rates=[$rate_list]" "target_ms=$target" "delays_us=[$(echo $delays | tr ' ' ',')]" \
+    "target_why=$why" "rounds=$rounds"
   say "open loop ($model, ${#urls[@]} config(s)): $rate_list req/s ($fractions x $capacity), ${OPEN_DURATION}s each in $rounds round(s)"
   "$LOAD" open --url "$(IFS=,; echo "${urls[*]}")" --json "$(IFS=,; echo "${jsons[*]}")" \
     --body "$bodies" --rate "$rate_list" --duration-s "$OPEN_DURATION" \
