@@ -42,6 +42,16 @@ CONTRACT = {
     "convoy_model_device": "gauge",
     # Device busy share per worker, sampled each second.
     "convoy_device_busy_ratio": "gauge",
+    # Share of a text batch's token slots that are padding.
+    "convoy_batch_padding_ratio": "histogram",
+    # The latency-target window's learned cost line, and its idle-wait rule.
+    "convoy_batch_cost_fixed_seconds": "gauge",
+    "convoy_batch_cost_per_unit_seconds": "gauge",
+    "convoy_batch_company_ratio": "gauge",
+    # Per GPU, where NVML is present.
+    "convoy_gpu_memory_used_bytes": "gauge",
+    "convoy_gpu_memory_total_bytes": "gauge",
+    "convoy_gpu_utilization_ratio": "gauge",
 }
 
 # Files whose PromQL / metric references are checked.
