@@ -144,9 +144,11 @@ impl IntoResponse for ApiError {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if let ApiError::PayloadTooLarge(_) = &self {
-            // The rest of an over-limit body is never read, so the connection cannot carry
-            // another request: say so, or a client's pool reuses it and its next request
-            // meets a closed socket (seen as a broken pipe in tests/hostile.rs).
+            // A body over --max-body-bytes is refused before its rest is read, so the
+            // connection cannot carry another request: say so, or a client's pool reuses
+            // it and its next request meets a closed socket (a broken pipe in
+            // tests/hostile.rs). The pipelines' own size limits also answer 413; closing
+            // after those costs a reconnect on a request that was refused anyway.
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));

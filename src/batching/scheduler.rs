@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use super::batch::{split, stack};
 use super::company::{Company, Probe};
 use super::cost::{BatchCost, CostFit};
-use super::policy::{decide, expired, Decision, Pending, HANDOVER};
+use super::policy::{decide, expired, Decision, HANDOVER};
 use super::queue::Queue;
 use super::stats::ModelStats;
 use super::{Entry, Reply, SchedulerError};
@@ -223,31 +223,29 @@ fn next_batch(shared: &Shared, probe: &mut Option<Probe>) -> Option<Vec<Entry>> 
         };
         let cost = shared.cost.lock().expect("cost lock").clone();
         let ahead = device_ahead(&shared.running.lock().expect("running lock"), &cost, now);
-        let mut company = shared.company.lock().expect("company lock");
-        if let Some(joined) = probe.as_ref().and_then(|p| p.outcome(q.pending(), now)) {
-            company.observe(joined);
-            *probe = None;
-        }
-        let decision = decide(q.pending(), now, cfg, &cost, ahead, &company);
-        match decision {
+        // Only this thread writes `company` (the lock is for the stats endpoint), so a
+        // copy serves the decision, as for `cost`.
+        let company = {
+            let mut c = shared.company.lock().expect("company lock");
+            if let Some(joined) = probe.as_ref().and_then(|p| p.outcome(q.pending(), now)) {
+                c.observe(joined);
+                *probe = None;
+            }
+            c.clone()
+        };
+        match decide(q.pending(), now, cfg, &cost, ahead, &company) {
             Decision::Dispatch(positions) => {
                 if cfg.latency_target.is_some() && ahead <= HANDOVER {
-                    learn_company(&mut company, probe, &q, &positions, &cost);
-                    shared.metrics.company.set(company.share());
+                    let mut c = shared.company.lock().expect("company lock");
+                    learn_company(&mut c, probe, &q, &positions, &cost);
+                    shared.metrics.company.set(c.share());
                 }
-                drop(company);
                 let taken = q.take(&positions);
                 shared.metrics.queue_depth.set(q.rows() as f64);
                 return Some(taken);
             }
-            Decision::Wait(d) => {
-                drop(company);
-                q = shared.arrived.wait_timeout(q, d).expect("queue lock").0;
-            }
-            Decision::Idle => {
-                drop(company);
-                q = shared.arrived.wait(q).expect("queue lock");
-            }
+            Decision::Wait(d) => q = shared.arrived.wait_timeout(q, d).expect("queue lock").0,
+            Decision::Idle => q = shared.arrived.wait(q).expect("queue lock"),
         }
     }
 }
@@ -265,15 +263,17 @@ fn learn_company(
     let Some(fit) = cost.fit() else {
         return;
     };
-    let members: Vec<&Pending> = queue
+    // Positions are ascending and the queue is in arrival order: the first member is
+    // the head; whether a second exists is all that matters.
+    let mut members = queue
         .pending()
         .enumerate()
         .filter(|(i, _)| positions.binary_search(i).is_ok())
-        .map(|(_, p)| p)
-        .collect();
-    if members.len() > 1 {
+        .map(|(_, p)| p);
+    let head = members.next();
+    if members.next().is_some() {
         company.observe(true);
-    } else if let Some(head) = members.first() {
+    } else if let Some(head) = head {
         *probe = Some(Probe {
             arrived: head.enqueued,
             shape: head.shape.clone(),
