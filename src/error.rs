@@ -113,7 +113,8 @@ impl From<crate::repository::ControlError> for ApiError {
 impl From<SchedulerError> for ApiError {
     fn from(e: SchedulerError) -> ApiError {
         match e {
-            SchedulerError::QueueFull { retry_after, .. } => ApiError::TooManyRequests {
+            SchedulerError::QueueFull { retry_after, .. }
+            | SchedulerError::BeyondTarget { retry_after, .. } => ApiError::TooManyRequests {
                 message: e.to_string(),
                 retry_after,
             },

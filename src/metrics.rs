@@ -26,6 +26,9 @@ pub const QUEUE_CAPACITY: &str = "convoy_queue_capacity_rows";
 pub const DEVICE_BUSY_RATIO: &str = "convoy_device_busy_ratio";
 pub const CANCELLED_TOTAL: &str = "convoy_cancelled_requests_total";
 pub const EXPIRED_TOTAL: &str = "convoy_expired_requests_total";
+/// Requests refused at admission because they were predicted to finish past the latency
+/// target (`shed_beyond_target`); also counted under `convoy_requests_total`'s 429s.
+pub const SHED_TOTAL: &str = "convoy_shed_requests_total";
 pub const MODEL_READY: &str = "convoy_model_ready";
 pub const MODEL_LOAD_DURATION: &str = "convoy_model_load_duration_seconds";
 pub const MODEL_DEVICE: &str = "convoy_model_device";
@@ -54,6 +57,7 @@ pub const ALL: &[&str] = &[
     DEVICE_BUSY_RATIO,
     CANCELLED_TOTAL,
     EXPIRED_TOTAL,
+    SHED_TOTAL,
     MODEL_READY,
     MODEL_LOAD_DURATION,
     MODEL_DEVICE,
@@ -181,6 +185,7 @@ pub struct ModelMetrics {
     pub queue_depth: Gauge,
     pub cancelled: Counter,
     pub expired: Counter,
+    pub shed: Counter,
     /// The learned batch cost: fixed part and per unit of work (rows × row elements).
     pub cost_fixed: Gauge,
     pub cost_per_unit: Gauge,
@@ -213,6 +218,7 @@ impl ModelMetrics {
             queue_depth: gauge!(QUEUE_DEPTH, "model" => m.clone()),
             cancelled: counter!(CANCELLED_TOTAL, "model" => m.clone()),
             expired: counter!(EXPIRED_TOTAL, "model" => m.clone()),
+            shed: counter!(SHED_TOTAL, "model" => m.clone()),
             cost_fixed: gauge!(BATCH_COST_FIXED, "model" => m.clone()),
             cost_per_unit: gauge!(BATCH_COST_PER_UNIT, "model" => m.clone()),
             company: gauge!(BATCH_COMPANY_RATIO, "model" => m),

@@ -37,6 +37,7 @@ CONTRACT = {
     "convoy_queue_capacity_rows": "gauge",
     "convoy_cancelled_requests_total": "counter",
     "convoy_expired_requests_total": "counter",
+    "convoy_shed_requests_total": "counter",
     "convoy_model_ready": "gauge",
     "convoy_model_load_duration_seconds": "gauge",
     "convoy_model_device": "gauge",

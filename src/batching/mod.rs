@@ -10,6 +10,7 @@
 //!  handler ◀── oneshot(Reply) ◀────────────────────────────────┘
 //! ```
 
+pub mod admission;
 pub mod batch;
 pub mod company;
 pub mod cost;
@@ -36,6 +37,14 @@ pub enum SchedulerError {
         limit: usize,
         /// "rows", or "tokens" for a text model's token budget.
         unit: &'static str,
+        retry_after: Duration,
+    },
+    /// `shed_beyond_target`: the request would finish past the latency target.
+    #[error("model {model:?}: predicted queue + compute time {predicted_ms} ms is beyond the latency target of {target_ms} ms; retry later")]
+    BeyondTarget {
+        model: String,
+        predicted_ms: u64,
+        target_ms: u64,
         retry_after: Duration,
     },
     #[error("model {model:?} is shutting down and takes no new requests")]
@@ -69,6 +78,9 @@ pub struct Entry {
     pub reply: oneshot::Sender<Result<Reply, SchedulerError>>,
     /// The request id, so a failed batch's log line names its requests.
     pub request_id: Option<std::sync::Arc<str>>,
+    /// Queue + compute time predicted at admission (set where `shed_beyond_target`
+    /// checks it), compared with the actual time to calibrate the next predictions.
+    pub predicted: Option<Duration>,
 }
 
 impl Entry {
@@ -91,6 +103,7 @@ impl Entry {
             inputs,
             reply: tx,
             request_id: None,
+            predicted: None,
         };
         (entry, rx)
     }

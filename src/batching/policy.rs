@@ -30,7 +30,7 @@
 use std::time::{Duration, Instant};
 
 use super::company::Company;
-use super::cost::BatchCost;
+use super::cost::{BatchCost, CostFit};
 use crate::repository::config::BatchingConfig;
 
 /// The shape of a request's non-batch dimensions, all inputs concatenated. Two
@@ -225,6 +225,26 @@ pub fn slo_window(
 /// A batch whose learned fixed cost is at most this share of its whole cost is big
 /// enough: more rows could not make it much cheaper per row.
 pub const EFFICIENT: f64 = 0.125;
+
+/// Predicted queue + compute time of a request admitted now, what `shed_beyond_target`
+/// checks against the target: `ahead` (until a worker frees up, batches already handed
+/// over included), then `rows` and `units` (the queue's and the request's own) run as
+/// batches of `max_batch` spread over `instances` workers, at the learned cost. First
+/// come, first served: a higher priority level may go sooner than predicted, never
+/// later.
+pub fn predicted_latency(
+    fit: &CostFit,
+    ahead: Duration,
+    rows: usize,
+    units: f64,
+    max_batch: usize,
+    instances: usize,
+) -> Duration {
+    let batches = rows.div_ceil(max_batch.max(1)) as f64;
+    let drain =
+        (batches * fit.fixed_seconds + units * fit.per_unit_seconds) / instances.max(1) as f64;
+    ahead + Duration::from_secs_f64(drain.clamp(0.0, 3600.0))
+}
 
 /// Lead time of a hand-over: a batch is formed this long before a busy worker is
 /// expected to free up, so stacking it overlaps the end of the running batch.
@@ -602,5 +622,33 @@ mod tests {
             with_cost(&q, t0, &fixed, &cost, Duration::from_millis(4)),
             Decision::Wait(Duration::from_millis(1))
         );
+    }
+
+    #[test]
+    fn predicted_latency_drains_the_queue_in_full_batches() {
+        // 1 ms per batch + 10 µs per unit.
+        let fit = CostFit {
+            fixed_seconds: 1e-3,
+            per_unit_seconds: 1e-5,
+            samples: 10,
+        };
+        let ms = |x: f64| Duration::from_secs_f64(x * 1e-3);
+        let close = |a: Duration, b: Duration| (a.as_secs_f64() - b.as_secs_f64()).abs() < 1e-9;
+        // 20 rows of 100 units behind a worker free in 2 ms, batches of 8: 3 batches,
+        // 3 ms fixed + 20 ms per unit.
+        assert!(close(
+            predicted_latency(&fit, ms(2.0), 20, 2000.0, 8, 1),
+            ms(25.0)
+        ));
+        // Two workers drain it in half the time; the wait for the first one stays.
+        assert!(close(
+            predicted_latency(&fit, ms(2.0), 20, 2000.0, 8, 2),
+            ms(13.5)
+        ));
+        // An empty queue: the request's own batch only.
+        assert!(close(
+            predicted_latency(&fit, Duration::ZERO, 1, 100.0, 8, 1),
+            ms(2.0)
+        ));
     }
 }

@@ -104,6 +104,11 @@ impl Queue {
         self.entries.iter().map(|e| &e.pending)
     }
 
+    /// Units (elements of the first input) waiting: see [`super::Pending::units`].
+    pub fn units(&self) -> usize {
+        self.units
+    }
+
     pub fn rows(&self) -> usize {
         self.rows
     }
@@ -124,8 +129,12 @@ impl Queue {
 /// How long until `queued` rows drain at `per_row` each: whole seconds in 1..=60 (the
 /// unit of `Retry-After`), 1 s when nothing has been measured yet.
 pub fn retry_after(queued: usize, per_row: Duration) -> Duration {
-    let secs = per_row.as_secs_f64() * queued as f64;
-    Duration::from_secs(secs.ceil().clamp(1.0, 60.0) as u64)
+    whole_seconds(per_row.mul_f64(queued as f64))
+}
+
+/// `d` rounded up to whole seconds (what `Retry-After` carries), within 1..=60.
+pub fn whole_seconds(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs_f64().ceil().clamp(1.0, 60.0) as u64)
 }
 
 #[cfg(test)]

@@ -16,11 +16,12 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use super::admission::Calibration;
 use super::batch::{split, stack};
 use super::company::{Company, Probe};
 use super::cost::{BatchCost, CostFit};
-use super::policy::{decide, expired, Decision, HANDOVER};
-use super::queue::Queue;
+use super::policy::{decide, expired, predicted_latency, Decision, Pending, HANDOVER};
+use super::queue::{whole_seconds, Queue};
 use super::stats::ModelStats;
 use super::{Entry, Reply, SchedulerError};
 use crate::backend::Backend;
@@ -46,6 +47,12 @@ struct Shared {
     /// Per worker: when its running batch started and its work (`None` while idle); the
     /// policy learns from it how long a batch formed now would wait for the device.
     running: Mutex<Vec<Option<(Instant, f64)>>>,
+    /// Work of the batches handed over that no worker has started yet.
+    handed: Mutex<f64>,
+    /// How far admission's predictions run short (`shed_beyond_target`).
+    calibration: Mutex<Calibration>,
+    /// Requests refused by `shed_beyond_target` (for the stats endpoint).
+    shed: std::sync::atomic::AtomicU64,
     /// Hand-over slots free (see the module doc), and the condvar the scheduler waits on.
     slots: Mutex<usize>,
     slot_freed: Condvar,
@@ -71,6 +78,9 @@ struct Batch {
 struct Member {
     rows: usize,
     request_id: Option<Arc<str>>,
+    enqueued: Instant,
+    /// See [`Entry::predicted`].
+    predicted: Option<Duration>,
     queue_wait: Duration,
     reply: tokio::sync::oneshot::Sender<Result<Reply, SchedulerError>>,
 }
@@ -91,6 +101,9 @@ impl Batcher {
             cost: Mutex::new(BatchCost::default()),
             company: Mutex::new(Company::default()),
             running: Mutex::new(vec![None; instances]),
+            handed: Mutex::new(0.0),
+            calibration: Mutex::new(Calibration::default()),
+            shed: std::sync::atomic::AtomicU64::new(0),
             arrived: Condvar::new(),
             slots: Mutex::new(instances),
             slot_freed: Condvar::new(),
@@ -123,12 +136,71 @@ impl Batcher {
         let per_row = self.shared.stats.time_per_row();
         let rows = {
             let mut q = self.shared.queue.lock().expect("queue lock");
+            let mut entry = entry;
+            if !q.is_closed() {
+                match self.shed(&q, &entry.pending) {
+                    Ok(predicted) => entry.predicted = predicted,
+                    Err(e) => {
+                        self.shared.metrics.shed.increment(1);
+                        self.shared
+                            .shed
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
+            }
             q.push(entry, per_row)?;
             q.rows()
         };
         self.shared.metrics.queue_depth.set(rows as f64);
         self.shared.arrived.notify_one();
         Ok(())
+    }
+
+    /// `shed_beyond_target`: refuses `pending` when the queue ahead of it and its own
+    /// batch are predicted, with the calibrated margin, to take it past the latency
+    /// target; else returns the raw prediction (`None` where nothing is predicted), which
+    /// the request's actual time is later compared with. Called under the queue lock (so
+    /// the prediction sees the queue it would join).
+    fn shed(&self, q: &Queue, pending: &Pending) -> Result<Option<Duration>, SchedulerError> {
+        let shared = &self.shared;
+        let (true, Some(target)) = (shared.cfg.shed_beyond_target, shared.cfg.latency_target)
+        else {
+            return Ok(None);
+        };
+        let cost = shared.cost.lock().expect("cost lock").clone();
+        let Some(fit) = cost.fit() else {
+            return Ok(None);
+        };
+        let now = Instant::now();
+        let (ahead, instances) = {
+            let running = shared.running.lock().expect("running lock");
+            (device_ahead(&running, &cost, now), running.len())
+        };
+        let handed = *shared.handed.lock().expect("handed lock");
+        let ahead = ahead + fit.estimate(handed).div_f64(instances.max(1) as f64);
+        let predicted = predicted_latency(
+            &fit,
+            ahead,
+            q.rows() + pending.rows,
+            (q.units() + pending.units) as f64,
+            shared.cfg.max_batch_size,
+            instances,
+        );
+        let adjusted = shared
+            .calibration
+            .lock()
+            .expect("calibration lock")
+            .adjust(predicted);
+        if adjusted <= target {
+            return Ok(Some(predicted));
+        }
+        Err(SchedulerError::BeyondTarget {
+            model: shared.model.clone(),
+            predicted_ms: adjusted.as_millis() as u64,
+            target_ms: target.as_millis() as u64,
+            retry_after: whole_seconds(adjusted - target),
+        })
     }
 
     /// Refuses new requests; what is queued still runs, then the threads stop.
@@ -158,6 +230,16 @@ impl Batcher {
         (c.share(), c.samples())
     }
 
+    /// Requests refused by `shed_beyond_target`, and the calibrated margin.
+    pub fn shedding(&self) -> serde_json::Value {
+        let c = self.shared.calibration.lock().expect("calibration lock");
+        serde_json::json!({
+            "shed": self.shared.shed.load(std::sync::atomic::Ordering::Relaxed),
+            "margin": c.margin(),
+            "samples": c.samples(),
+        })
+    }
+
     /// Rows waiting right now.
     pub fn queued_rows(&self) -> usize {
         self.shared.queue.lock().expect("queue lock").rows()
@@ -182,6 +264,7 @@ fn scheduler_loop(shared: Arc<Shared>, tx: SyncSender<Batch>) {
         };
         match assemble(&shared, entries) {
             Some(batch) => {
+                *shared.handed.lock().expect("handed lock") += batch.work;
                 if tx.send(batch).is_err() {
                     return;
                 }
@@ -353,6 +436,8 @@ fn assemble(shared: &Shared, entries: Vec<Entry>) -> Option<Batch> {
         .map(|e| Member {
             rows: e.pending.rows,
             request_id: e.request_id,
+            enqueued: e.pending.enqueued,
+            predicted: e.predicted,
             queue_wait: dispatched.saturating_duration_since(e.pending.enqueued),
             reply: e.reply,
         })
@@ -428,6 +513,10 @@ fn worker_loop<B: Backend>(
         let work = batch.work;
         let started = Instant::now();
         shared.running.lock().expect("running lock")[instance] = Some((started, work));
+        {
+            let mut handed = shared.handed.lock().expect("handed lock");
+            *handed = (*handed - work).max(0.0);
+        }
         *shared.slots.lock().expect("slots lock") += 1;
         shared.slot_freed.notify_one();
         let rows: Vec<usize> = batch.members.iter().map(|m| m.rows).collect();
@@ -460,6 +549,15 @@ fn worker_loop<B: Backend>(
         shared.metrics.inference.record(compute.as_secs_f64());
         for w in &waits {
             shared.metrics.queue.record(w.as_secs_f64());
+        }
+        if batch.members.iter().any(|m| m.predicted.is_some()) {
+            let done = Instant::now();
+            let mut c = shared.calibration.lock().expect("calibration lock");
+            for m in &batch.members {
+                if let Some(predicted) = m.predicted {
+                    c.observe(predicted, done.saturating_duration_since(m.enqueued));
+                }
+            }
         }
         match pieces {
             Ok(pieces) => {
@@ -658,6 +756,19 @@ mod tests {
         }
     }
 
+    /// Submits a request of `rows` rows of width 2.
+    fn submit_rows(
+        b: &Batcher,
+        rows: usize,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<Reply, SchedulerError>>, SchedulerError> {
+        let t = Tensor {
+            shape: vec![rows, 2],
+            data: TensorData::F32(vec![1.0; rows * 2]),
+        };
+        let (entry, rx) = Entry::new(vec![t], rows, vec![2].into_boxed_slice());
+        b.submit(entry).map(|()| rx)
+    }
+
     #[tokio::test]
     async fn a_lone_client_stops_waiting_for_company() {
         let cfg = BatchingConfig {
@@ -665,15 +776,7 @@ mod tests {
             ..cfg(8, 0)
         };
         let b = Batcher::start("m", cfg, vec![Fixed3ms]);
-        let send = |rows: usize| {
-            let t = Tensor {
-                shape: vec![rows, 2],
-                data: TensorData::F32(vec![1.0; rows * 2]),
-            };
-            let (entry, rx) = Entry::new(vec![t], rows, vec![2].into_boxed_slice());
-            b.submit(entry).unwrap();
-            rx
-        };
+        let send = |rows: usize| submit_rows(&b, rows).unwrap();
         // One request at a time, as a client that waits for each answer. Sizes 1 and 4
         // first, so the cost line learns its 3 ms fixed part.
         let mut waits = vec![];
@@ -700,5 +803,58 @@ mod tests {
             waits[6..10].iter().any(|w| *w > Duration::from_millis(1)),
             "queue waits {waits:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn shedding_refuses_what_would_finish_past_the_target() {
+        let burst = |shed: bool| async move {
+            let cfg = BatchingConfig {
+                latency_target: Some(Duration::from_millis(10)),
+                shed_beyond_target: shed,
+                ..cfg(2, 0)
+            };
+            let b = Batcher::start("m", cfg, vec![Fixed3ms]);
+            let send = |rows: usize| submit_rows(&b, rows);
+            // Learn the cost first (3 ms a batch, 1 or 2 rows), one request at a time.
+            for i in 0..6 {
+                send(1 + i % 2).unwrap().await.unwrap().unwrap();
+            }
+            // 20 at once: batches of 2 at 3 ms each, so about the first six fit in 10 ms.
+            let (mut admitted, mut refused) = (vec![], vec![]);
+            for _ in 0..20 {
+                match send(1) {
+                    Ok(rx) => admitted.push(rx),
+                    Err(e) => refused.push(e),
+                }
+            }
+            for rx in admitted.iter_mut() {
+                rx.await.unwrap().unwrap();
+            }
+            let counts = b.shedding();
+            assert_eq!(counts["shed"], refused.len() as u64);
+            // Every admitted request of the burst taught the margin (so did the learning
+            // requests sent once the first batch had been costed).
+            assert!(counts["samples"].as_u64().unwrap() >= admitted.len() as u64 * shed as u64);
+            (admitted.len(), refused)
+        };
+        let (admitted, refused) = burst(true).await;
+        assert!((1..=10).contains(&admitted), "{admitted} admitted");
+        assert_eq!(admitted + refused.len(), 20);
+        for e in &refused {
+            let SchedulerError::BeyondTarget {
+                predicted_ms,
+                target_ms,
+                retry_after,
+                ..
+            } = e
+            else {
+                panic!("{e:?}")
+            };
+            assert!(*predicted_ms >= *target_ms, "{e:?}");
+            assert_eq!(*retry_after, Duration::from_secs(1));
+        }
+        // Without shedding the same burst is queued whole (the queue holds 1000 rows).
+        let (admitted, refused) = burst(false).await;
+        assert_eq!((admitted, refused.len()), (20, 0));
     }
 }

@@ -506,6 +506,20 @@ pub struct ConvoyStatistics {
     /// `null` until enough batches have run to fit it.
     batch_cost: Option<BatchCost>,
     company: Company,
+    shedding: Shedding,
+}
+
+/// Admission against the latency target (`shed_beyond_target`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Shedding {
+    /// Requests refused (429) as predicted to finish past the target.
+    shed: u64,
+    /// What predictions are multiplied by before the check: the running 99th percentile
+    /// of actual / predicted queue + compute time of admitted requests (1 before any).
+    margin: f64,
+    /// Admitted requests the margin has learned from.
+    samples: u64,
 }
 
 /// Whether an idle device worker waits for company (latency-target window): of the
@@ -545,7 +559,8 @@ pub struct ModelStatistics {
     "batch_stats": [{"batch_size": 16, "compute_input": {"count": 1, "ns": 0},
         "compute_infer": {"count": 1, "ns": 230000}, "compute_output": {"count": 1, "ns": 0}}],
     "convoy": {"cancelled": 0, "queued_rows": 0, "batch_cost": null,
-        "company": {"share": 1.0, "samples": 0}}}]}))]
+        "company": {"share": 1.0, "samples": 0},
+        "shedding": {"shed": 0, "margin": 1.0, "samples": 0}}}]}))]
 #[allow(dead_code)]
 pub struct ModelStatsResponse {
     model_stats: Vec<ModelStatistics>,

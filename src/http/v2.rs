@@ -363,6 +363,8 @@ fn model_stats_json(m: &Model) -> Value {
             // Of the requests that found a worker idle, the share another followed within
             // the fixed cost; below 0.5 an idle worker no longer waits for company.
             "company": {"share": company_share, "samples": company_samples},
+            // shed_beyond_target: refusals, and the margin predictions are multiplied by.
+            "shedding": m.batcher.shedding(),
         },
     })
 }

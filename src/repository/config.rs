@@ -71,6 +71,8 @@ struct RawBatching {
     #[serde(default = "default_queue_size")]
     max_queue_size: usize,
     latency_target_ms: Option<f64>,
+    #[serde(default)]
+    shed_beyond_target: bool,
     max_queue_tokens: Option<usize>,
     default_timeout_us: Option<u64>,
     #[serde(default = "one")]
@@ -147,6 +149,10 @@ pub struct BatchingConfig {
     /// device (see `batching::policy::slo_window`), never past the moment that keeps the
     /// oldest request's queue + compute time inside this target.
     pub latency_target: Option<Duration>,
+    /// With `latency_target`: refuse (429) at admission a request whose predicted
+    /// queue and compute time, by the learned batch cost, exceeds the target, instead
+    /// of admitting it to be answered late (`batching::policy::predicted_latency`).
+    pub shed_beyond_target: bool,
     /// Deadline of requests that do not set their own (`None`: no deadline).
     pub default_timeout: Option<Duration>,
     /// Priority levels, 1 = highest; requests without one get `default_priority`.
@@ -170,6 +176,7 @@ impl Default for BatchingConfig {
             max_queue_rows: DEFAULT_QUEUE_ROWS,
             max_queue_tokens: None,
             latency_target: None,
+            shed_beyond_target: false,
             default_timeout: None,
             priority_levels: 1,
             default_priority: 1,
@@ -389,6 +396,11 @@ impl ModelConfig {
                         )))
                     }
                 };
+                if b.shed_beyond_target && latency_target.is_none() {
+                    return Err(invalid(
+                        "field `dynamic_batching.shed_beyond_target`: expected `latency_target_ms` to be set as well (the prediction is checked against it), got no target".into(),
+                    ));
+                }
                 if b.priority_levels == 0 || b.priority_levels > 16 {
                     return Err(invalid(format!(
                         "field `dynamic_batching.priority_levels`: expected 1..=16, got {}",
@@ -414,6 +426,7 @@ impl ModelConfig {
                     max_queue_rows: b.max_queue_size,
                     max_queue_tokens: b.max_queue_tokens,
                     latency_target,
+                    shed_beyond_target: b.shed_beyond_target,
                     default_timeout: b.default_timeout_us.map(Duration::from_micros),
                     priority_levels: b.priority_levels,
                     default_priority: b.default_priority_level,
@@ -579,6 +592,18 @@ dims = [1]
         assert_eq!(
             c.batching.default_timeout,
             Some(Duration::from_micros(7000))
+        );
+        assert!(!c.batching.shed_beyond_target);
+        let c = parse(&scheduling(
+            "latency_target_ms = 50\nshed_beyond_target = true",
+        ))
+        .unwrap();
+        assert!(c.batching.shed_beyond_target);
+        // Shedding is checked against the target, so it needs one.
+        let e = error_of(&scheduling("shed_beyond_target = true"));
+        assert!(
+            e.contains("shed_beyond_target") && e.contains("latency_target_ms"),
+            "{e}"
         );
     }
 
