@@ -89,6 +89,8 @@ MINILM_TARGET_WHY="T = ${MINILM_TARGET_MS} ms (the committed models/minilm confi
 SLOW_LAYERS=56 SLOW_WIDTH=512 SLOW_INPUTS=16
 OVERLOAD_ROWS=2
 OVERLOAD_MULTIPLE=5.5
+# The shedding variant's queue bound: the default, far above what the target lets in.
+SHED_QUEUE=1024
 
 say() { printf '[loadtests] %s\n' "$*" >&2; }
 
@@ -341,6 +343,18 @@ if [ "$QUICK" = 0 ]; then
 fi
 
 # --- overload: a device-bound model far beyond capacity ------------------------------------
+# start_scraper / stop_scraper: GET /metrics of the server on $PORT once a second.
+start_scraper() {
+  ( while kill -0 "$SERVER_PID" 2>/dev/null; do
+      curl -fsS -o /dev/null "http://127.0.0.1:$PORT/metrics" 2>/dev/null || true
+      sleep 1
+    done ) &
+  SCRAPER_PID=$!
+}
+stop_scraper() {
+  kill "$SCRAPER_PID" 2>/dev/null || true
+  wait "$SCRAPER_PID" 2>/dev/null || true
+}
 SLOW_SRC=$OUT/slow-src
 mkdir -p "$SLOW_SRC"
 "$VENV_PY" "$HELP" slow-model "$SLOW_SRC" --layers "$SLOW_LAYERS" --width "$SLOW_WIDTH" \
@@ -371,11 +385,7 @@ say "overload: $OVERLOAD_RATE req/s (${OVERLOAD_MULTIPLE} x $SLOW_CAPACITY) for 
 # /metrics is scraped once a second meanwhile, as a Prometheus server would: unscraped,
 # Convoy's histograms keep every sample until the next scrape (see the metrics section),
 # and this RSS is meant to show the queue's bound, not that.
-( while kill -0 "$SERVER_PID" 2>/dev/null; do
-    curl -fsS -o /dev/null "http://127.0.0.1:$PORT/metrics" 2>/dev/null || true
-    sleep 1
-  done ) &
-SCRAPER_PID=$!
+start_scraper
 "$LOAD" open --url "$SLOW_URL" --body "$OUT/body-slow.json" --rate "$OVERLOAD_RATE" \
   --duration-s "$OVERLOAD_S" --warmup-s 0.5 --timeout-s 5 --connections 256 \
   --json "$RAW/overload-open.json"
@@ -384,13 +394,26 @@ RSS_AFTER=$(rss_kib "$SERVER_PID" VmRSS)
 RSS_PEAK=$(rss_kib "$SERVER_PID" VmHWM)
 say "overload: RSS after ${RSS_AFTER} KiB, peak ${RSS_PEAK} KiB"
 stop_all
-kill "$SCRAPER_PID" 2>/dev/null || true
-wait "$SCRAPER_PID" 2>/dev/null || true
+stop_scraper
+# The same overload, right after, on a server that sheds what it predicts would finish
+# past the target instead of holding a queue sized for this model (the report compares).
+repo overload-shed slow "$SLOW_SRC" "dynamic_batching.max_queue_size=$SHED_QUEUE" \
+  dynamic_batching.shed_beyond_target=true
+start_server overload-shed "$OUT/repos/overload-shed"
+say "overload with shed_beyond_target: $OVERLOAD_RATE req/s for ${OVERLOAD_S}s"
+start_scraper
+"$LOAD" open --url "http://127.0.0.1:$PORT/v2/models/slow/infer" --body "$OUT/body-slow.json" \
+  --rate "$OVERLOAD_RATE" --duration-s "$OVERLOAD_S" --warmup-s 0.5 --timeout-s 5 \
+  --connections 256 --json "$RAW/overload-shed-open.json"
+save_stats slow "$RAW/stats-overload-shed.json"
+stop_all
+stop_scraper
 python3 "$HELP" manifest "$RAW/overload.json" "capacity_rps=$SLOW_CAPACITY" \
   "multiple=$OVERLOAD_MULTIPLE" "rate=$OVERLOAD_RATE" timeout_s=5 max_batch_size=8 \
   max_queue_size=32 latency_target_ms=50 "layers=$SLOW_LAYERS" "width=$SLOW_WIDTH" \
   "inputs=$SLOW_INPUTS" "rows_per_request=$OVERLOAD_ROWS" \
-  "rss_before_kib=$RSS_BEFORE" "rss_after_kib=$RSS_AFTER" "rss_peak_kib=$RSS_PEAK"
+  "rss_before_kib=$RSS_BEFORE" "rss_after_kib=$RSS_AFTER" "rss_peak_kib=$RSS_PEAK" \
+  "shed_max_queue_size=$SHED_QUEUE"
 
 # --- pipelines (when their models are there) -----------------------------------------------
 if [ "$QUICK" = 0 ]; then

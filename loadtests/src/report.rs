@@ -125,6 +125,7 @@ fn load_extra(dir: &Path, raw_dir: &str, quick: bool) -> Result<Extra> {
             manifest,
             capacity: read_json(&dir.join("overload-capacity.json"))?,
             open: read_json(&dir.join("overload-open.json"))?,
+            shed: optional(dir, "overload-shed-open.json")?,
         }),
         None => None,
     };

@@ -78,6 +78,9 @@ pub struct OverloadManifest {
     pub rss_before_kib: u64,
     pub rss_after_kib: u64,
     pub rss_peak_kib: u64,
+    /// Queue bound of the shedding server (0: no shedding run).
+    #[serde(default)]
+    pub shed_max_queue_size: u64,
 }
 
 pub struct Overload {
@@ -85,6 +88,9 @@ pub struct Overload {
     /// Closed loop that measured the capacity.
     pub capacity: ClosedReport,
     pub open: OpenReport,
+    /// The same open loop on a server that sheds beyond the target instead of holding a
+    /// small queue (`[overload-shed-open.json]`, absent in runs before it existed).
+    pub shed: Option<OpenReport>,
 }
 
 /// `[pipelines.json]`, written by run.sh: what was measured, or why not.
@@ -530,10 +536,7 @@ pub fn slo(out: &mut String, s: &Slo, quick: bool) -> Vec<String> {
         let at = |r: &OpenReport| r.levels.get(i).cloned();
         for (label, r) in &s.runs {
             let Some(l) = at(r) else { continue };
-            let server_p99 = l
-                .server_timing
-                .get(crate::stats::SERVER_TOTAL)
-                .map(|v| v.p99 / 1000.0);
+            let server_p99 = server_p99_ms(&l);
             let _ = writeln!(
                 out,
                 "| {label} | {:.0} | {:.0} | {:.3} | {:.3} | {} | {} | {:.3} | {} | {} | {} |",
@@ -565,10 +568,7 @@ pub fn slo(out: &mut String, s: &Slo, quick: bool) -> Vec<String> {
             .filter(|(label, _)| !label.starts_with("latency_target"))
             .filter_map(|(label, r)| at(r).map(|l| (label, l)))
             .max_by(|a, b| a.1.requests_per_s.total_cmp(&b.1.requests_per_s));
-        let server_p99 = target
-            .server_timing
-            .get(crate::stats::SERVER_TOTAL)
-            .map(|v| v.p99 / 1000.0);
+        let server_p99 = server_p99_ms(&target);
         let mut verdict = format!(
             "at {:.0} % of capacity, **latency_target_ms = {}**: end-to-end p99 {:.3} ms (≤ T: {})",
             fraction * 100.0,
@@ -702,12 +702,7 @@ pub fn overload(out: &mut String, x: &Extra) -> Option<String> {
     let empty = LatencySummary::default();
     let refused = l.latency_by_status.get("http_429").unwrap_or(&empty);
     let admitted = l.latency_by_status.get("http_200").unwrap_or(&empty);
-    let unanswered: u64 = l
-        .errors
-        .iter()
-        .filter(|(k, _)| !k.starts_with("http_"))
-        .map(|(_, n)| n)
-        .sum();
+    let unanswered = unanswered(l);
     let other_http: u64 = l
         .errors
         .iter()
@@ -715,10 +710,7 @@ pub fn overload(out: &mut String, x: &Extra) -> Option<String> {
         .map(|(_, n)| n)
         .sum();
     let growth = m.rss_after_kib as f64 - m.rss_before_kib as f64;
-    let server_p99 = l
-        .server_timing
-        .get(crate::stats::SERVER_TOTAL)
-        .map(|v| v.p99 / 1000.0);
+    let server_p99 = server_p99_ms(l);
     let admitted_server = opt(server_p99, 3);
     // What `latency_target_ms` governs: the server's queue + compute time.
     let server_met =
@@ -753,11 +745,50 @@ pub fn overload(out: &mut String, x: &Extra) -> Option<String> {
         mib(m.rss_peak_kib),
         t = m.latency_target_ms,
     );
+    let mut shed_head = String::new();
+    if let Some(shed) = o.shed.as_ref().and_then(open_level) {
+        let _ = write!(
+            out,
+            "\n### Shedding instead of a small queue\n\n\
+             The same model, rate and duration, right after, on a server whose config \
+             replaces `max_queue_size = {mqs}` with `shed_beyond_target = true` (and a queue \
+             bound of {sq} rows): a request is admitted only if the queue ahead of it and its \
+             own batch are predicted, at the learned batch cost times the learned margin, to \
+             finish inside the {t} ms target; no queue size is tuned to the model.\n\n\
+             | admission | 200 answered/s | 429 share | 429 p99 on the wire ms | admitted p50 / p99 in the server ms | admitted p99 end to end ms | unanswered |\n\
+             |---|---:|---:|---:|---:|---:|---:|\n",
+            mqs = m.max_queue_size,
+            sq = m.shed_max_queue_size,
+            t = m.latency_target_ms,
+        );
+        out.push_str(&admission_row(
+            &format!("`max_queue_size = {}`", m.max_queue_size),
+            l,
+        ));
+        out.push_str(&admission_row("`shed_beyond_target = true`", shed));
+        let shed_p99 = server_p99_ms(shed);
+        let _ = writeln!(
+            out,
+            "\nWith shedding, admitted requests' p99 in the server: **{} ms** (≤ {} ms: {}). \
+             They use the whole target, where the small queue keeps them faster; the queue \
+             size, though, had to be chosen for this model on this machine.",
+            opt(shed_p99, 3),
+            m.latency_target_ms,
+            yes_no(shed.ok > 0 && shed_p99.is_some_and(|p| p <= m.latency_target_ms)),
+        );
+        shed_head = format!(
+            " With `shed_beyond_target` instead of the small queue: admitted p99 in the \
+             server {} ms (≤ {} ms: {}).",
+            opt(shed_p99, 1),
+            m.latency_target_ms,
+            yes_no(shed.ok > 0 && shed_p99.is_some_and(|p| p <= m.latency_target_ms)),
+        );
+    }
     Some(format!(
         "Overload at {:.1}× capacity: 429 p99 **{:.2} ms** on the wire (< 5 ms: {}; {:.1} ms \
          from the intended send), admitted p99 in the server **{admitted_server} ms** \
          (≤ {t} ms: {server_met}; end to end {:.1} ms: {}), {unanswered} \
-         unanswered, RSS {:.0} → {:.0} MiB.",
+         unanswered, RSS {:.0} → {:.0} MiB.{shed_head}",
         l.achieved_rate / m.capacity_rps.max(1e-9),
         refused_wire,
         yes_no(refused.count > 0 && refused_wire < 5.0),
@@ -768,6 +799,41 @@ pub fn overload(out: &mut String, x: &Extra) -> Option<String> {
         mib(m.rss_after_kib),
         t = m.latency_target_ms,
     ))
+}
+
+/// The server's own p99 (queue + compute, from the response headers), in ms.
+fn server_p99_ms(l: &OpenLevel) -> Option<f64> {
+    l.server_timing
+        .get(crate::stats::SERVER_TOTAL)
+        .map(|v| v.p99 / 1000.0)
+}
+
+/// Requests that got no HTTP answer at all (timeouts, transport errors).
+fn unanswered(l: &OpenLevel) -> u64 {
+    l.errors
+        .iter()
+        .filter(|(k, _)| !k.starts_with("http_"))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// One row of the admission comparison (see [`overload`]).
+fn admission_row(label: &str, l: &OpenLevel) -> String {
+    let empty = LatencySummary::default();
+    let refused = l.latency_by_status.get("http_429").unwrap_or(&empty).count;
+    let wire = l.service_by_status.get("http_429").map(|s| s.p99_ms);
+    let admitted = l.latency_by_status.get("http_200").map(|s| s.p99_ms);
+    let server = l.server_timing.get(crate::stats::SERVER_TOTAL);
+    let unanswered = unanswered(l);
+    format!(
+        "| {label} | {:.0} | {:.1} % | {} | {} / {} | {} | {unanswered} |\n",
+        l.ok as f64 / l.duration_s.max(1e-9),
+        100.0 * refused as f64 / l.sent.max(1) as f64,
+        opt(wire, 3),
+        opt(server.map(|v| v.p50 / 1000.0), 3),
+        opt(server.map(|v| v.p99 / 1000.0), 3),
+        opt(admitted, 3),
+    )
 }
 
 // --- pipelines -------------------------------------------------------------------------
@@ -980,6 +1046,9 @@ pub fn problems(batched: &ClosedReport, unbatched: &ClosedReport, x: &Extra) -> 
     if let Some(o) = &x.overload {
         closed_problems("overload capacity", &o.capacity, &mut out);
         open_problems("overload", &o.open, true, &mut out);
+        if let Some(shed) = &o.shed {
+            open_problems("overload (shedding)", shed, true, &mut out);
+        }
     }
     if let Some(p) = &x.pipelines {
         for (body, bucketing, r) in &p.minilm {
@@ -1347,9 +1416,11 @@ mod tests {
                 rss_before_kib: 102400,
                 rss_after_kib: 103424,
                 rss_peak_kib: 110000,
+                shed_max_queue_size: 0,
             },
             capacity: closed(vec![closed_level(16, 2000.0)]),
             open: open(l),
+            shed: None,
         }
     }
 
@@ -1387,6 +1458,49 @@ mod tests {
         assert!(md.contains("100.0 MiB before the overload, 101.0 MiB after it (+1024 KiB)"));
         assert!(
             head.starts_with("Overload at 5.0× capacity: 429 p99 **1.20 ms** on the wire"),
+            "{head}"
+        );
+        // No shedding run (older results): no such subsection.
+        assert!(!md.contains("Shedding instead"));
+    }
+
+    #[test]
+    fn overload_compares_shedding_with_the_small_queue() {
+        let mut o = overload_fixture();
+        o.manifest.shed_max_queue_size = 1024;
+        let mut l = o.open.levels[0].clone();
+        l.ok = 4000;
+        l.server_timing.insert(
+            crate::stats::SERVER_TOTAL.to_string(),
+            ValueSummary {
+                count: 4000,
+                mean: 45000.0,
+                p50: 46000.0,
+                p90: 49000.0,
+                p99: 52000.0,
+                max: 60000.0,
+            },
+        );
+        o.shed = Some(open(l));
+        let x = Extra {
+            overload: Some(o),
+            ..Extra::default()
+        };
+        let mut md = String::new();
+        let head = overload(&mut md, &x).unwrap();
+        assert!(md.contains("### Shedding instead of a small queue"), "{md}");
+        assert!(md.contains("(and a queue bound of 1024 rows)"), "{md}");
+        assert!(
+            md.contains("| `shed_beyond_target = true` | 400 | 80.0 % | 1.200 | 46.000 / 52.000 | 40.000 | 0 |"),
+            "{md}"
+        );
+        assert!(md.contains("| `max_queue_size = 32` | 200 |"), "{md}");
+        assert!(
+            md.contains("p99 in the server: **52.000 ms** (≤ 50 ms: **not met**)"),
+            "{md}"
+        );
+        assert!(
+            head.ends_with("instead of the small queue: admitted p99 in the server 52.0 ms (≤ 50 ms: **not met**)."),
             "{head}"
         );
     }
