@@ -61,7 +61,8 @@ pub enum SchedulerError {
 #[derive(Debug)]
 pub struct Reply {
     pub outputs: Vec<Tensor>,
-    /// Time from admission to dispatch.
+    /// Time from admission until its batch started on a worker (the hand-over wait
+    /// included).
     pub queue: Duration,
     /// Time the batch spent in the backend.
     pub compute: Duration,

@@ -397,7 +397,6 @@ const OVERRUN: Duration = Duration::from_micros(HANDOVER.as_micros() as u64 + 30
 
 /// Drops entries whose client has gone, then stacks the rest into one batch.
 fn assemble(shared: &Shared, entries: Vec<Entry>) -> Option<Batch> {
-    let dispatched = Instant::now();
     let (live, gone): (Vec<Entry>, Vec<Entry>) =
         entries.into_iter().partition(|e| !e.reply.is_closed());
     if !gone.is_empty() {
@@ -438,7 +437,8 @@ fn assemble(shared: &Shared, entries: Vec<Entry>) -> Option<Batch> {
             request_id: e.request_id,
             enqueued: e.pending.enqueued,
             predicted: e.predicted,
-            queue_wait: dispatched.saturating_duration_since(e.pending.enqueued),
+            // Set when a worker starts the batch.
+            queue_wait: Duration::ZERO,
             reply: e.reply,
         })
         .collect();
@@ -506,12 +506,17 @@ fn worker_loop<B: Backend>(
 ) {
     loop {
         let next = rx.lock().expect("worker channel lock").recv();
-        let Ok(batch) = next else {
+        let Ok(mut batch) = next else {
             return;
         };
         // Marked running before the slot is freed: the next decision sees this batch.
         let work = batch.work;
         let started = Instant::now();
+        // Queue time runs until the batch starts, so a batch that waited in the hand-over
+        // slot for this worker counts that wait too.
+        for m in &mut batch.members {
+            m.queue_wait = started.saturating_duration_since(m.enqueued);
+        }
         shared.running.lock().expect("running lock")[instance] = Some((started, work));
         {
             let mut handed = shared.handed.lock().expect("handed lock");

@@ -165,7 +165,7 @@ error_kinds!(
         (status = 200, description = "One embedding per input text, in order",
             body = EmbeddingsResponse, headers(
                 ("x-convoy-pre-us" = u64, description = "Microseconds of pre-processing"),
-                ("x-convoy-queue-us" = u64, description = "Microseconds queued"),
+                ("x-convoy-queue-us" = u64, description = "Microseconds from admission until the batch started on the device"),
                 ("x-convoy-infer-us" = u64, description = "Microseconds on the device"),
                 ("x-convoy-post-us" = u64, description = "Microseconds of post-processing"),
             )),
@@ -244,7 +244,7 @@ pub async fn embeddings(
         (status = 200, description = "Per image, its top-k classes, best first",
             body = ClassifyResponse, headers(
                 ("x-convoy-pre-us" = u64, description = "Microseconds of pre-processing"),
-                ("x-convoy-queue-us" = u64, description = "Microseconds queued"),
+                ("x-convoy-queue-us" = u64, description = "Microseconds from admission until the batch started on the device"),
                 ("x-convoy-infer-us" = u64, description = "Microseconds on the device"),
                 ("x-convoy-post-us" = u64, description = "Microseconds of post-processing"),
             )),
@@ -324,7 +324,7 @@ pub struct PredictRequest {
         (status = 200, description = "One prediction per instance, in the target's units",
             body = PredictResponse, headers(
                 ("x-convoy-pre-us" = u64, description = "Microseconds of pre-processing"),
-                ("x-convoy-queue-us" = u64, description = "Microseconds queued"),
+                ("x-convoy-queue-us" = u64, description = "Microseconds from admission until the batch started on the device"),
                 ("x-convoy-infer-us" = u64, description = "Microseconds on the device"),
                 ("x-convoy-post-us" = u64, description = "Microseconds of post-processing"),
             )),

@@ -520,7 +520,7 @@ error_kinds!(
         (status = 200, description = "Output tensors. `application/octet-stream` when an \
             output was asked as binary data: the JSON, then the outputs' bytes.",
             headers(
-                ("x-convoy-queue-us" = u64, description = "Microseconds the request waited in the queue"),
+                ("x-convoy-queue-us" = u64, description = "Microseconds from admission until its batch started on the device"),
                 ("x-convoy-compute-us" = u64, description = "Microseconds its batch ran on the device"),
                 ("x-convoy-batch-rows" = u64, description = "Rows in the batch it ran in"),
                 ("Inference-Header-Content-Length" = u64, description = "With binary outputs: \
@@ -553,7 +553,7 @@ pub async fn infer(
         (status = 200, description = "Output tensors. `application/octet-stream` when an \
             output was asked as binary data: the JSON, then the outputs' bytes.",
             headers(
-                ("x-convoy-queue-us" = u64, description = "Microseconds the request waited in the queue"),
+                ("x-convoy-queue-us" = u64, description = "Microseconds from admission until its batch started on the device"),
                 ("x-convoy-compute-us" = u64, description = "Microseconds its batch ran on the device"),
                 ("x-convoy-batch-rows" = u64, description = "Rows in the batch it ran in"),
                 ("Inference-Header-Content-Length" = u64, description = "With binary outputs: \
