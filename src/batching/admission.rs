@@ -5,10 +5,15 @@
 //! average: batches that run slower than it (a neighbour on the CPU, a longer text in the
 //! bucket, a batch held for the hand-over) make an admitted request late. Shedding right
 //! at the target would admit requests whose *typical* finish is the target, so half of
-//! those at the edge would be late. Instead, for every admitted request the ratio of its
-//! actual time to its prediction is observed, and the margin tracks the [`QUANTILE`] of
-//! that ratio online: admitted at the edge, a request still finishes inside the target
-//! that often. Pure: no clock, no locks.
+//! those at the edge would be late. Instead, every admitted request tells whether it
+//! finished inside the estimate it was admitted on (prediction × the margin *at its
+//! admission*), and the margin is steered so that a [`QUANTILE`] share does: admitted at
+//! the edge, a request then finishes inside the target that often.
+//!
+//! Judging each request by the margin it was admitted with, not the current one, matters
+//! when errors come in bursts (a neighbour takes the CPU for a while): every request in
+//! flight is late at once, and each one counts, so the margin rises as far as the burst
+//! demands, and decays slowly after it. Pure: no clock, no locks.
 
 use std::time::Duration;
 
@@ -25,8 +30,9 @@ const STEP: f64 = 0.05;
 const MIN: f64 = 0.5;
 const MAX: f64 = 4.0;
 
-/// Online estimate of the [`QUANTILE`] of actual / predicted time. `Default` starts at
-/// 1 (the prediction taken as it is).
+/// The margin, steered online so that a [`QUANTILE`] share of admitted requests finish
+/// inside the estimate they were admitted on. `Default` starts at 1 (the prediction taken
+/// as it is).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Calibration {
     margin: f64,
@@ -43,14 +49,13 @@ impl Default for Calibration {
 }
 
 impl Calibration {
-    /// Records that a request predicted to take `predicted` took `actual`.
-    pub fn observe(&mut self, predicted: Duration, actual: Duration) {
-        let p = predicted.as_secs_f64();
-        if p <= 0.0 {
+    /// Records that a request admitted on the estimate `admitted_on` (its prediction
+    /// after [`Calibration::adjust`], at admission) took `actual`.
+    pub fn observe(&mut self, admitted_on: Duration, actual: Duration) {
+        if admitted_on.is_zero() {
             return;
         }
-        let ratio = actual.as_secs_f64() / p;
-        self.margin = if ratio > self.margin {
+        self.margin = if actual > admitted_on {
             self.margin * (1.0 + STEP * QUANTILE)
         } else {
             self.margin / (1.0 + STEP * (1.0 - QUANTILE))
@@ -82,11 +87,13 @@ mod tests {
         Duration::from_secs_f64(x * 1e-3)
     }
 
-    /// Deterministic spread: ratios cycling evenly over [lo, hi).
+    /// Requests predicted at 10 ms, each admitted on the margin of its time, whose actual
+    /// time / prediction cycles evenly over [lo, hi).
     fn feed(c: &mut Calibration, n: usize, lo: f64, hi: f64) {
         for i in 0..n {
             let ratio = lo + (hi - lo) * ((i * 37) % 100) as f64 / 100.0;
-            c.observe(ms(10.0), ms(10.0 * ratio));
+            let admitted_on = c.adjust(ms(10.0));
+            c.observe(admitted_on, ms(10.0 * ratio));
         }
     }
 
@@ -121,5 +128,20 @@ mod tests {
         assert_eq!(c.margin(), MAX);
         c.observe(Duration::ZERO, ms(5.0));
         assert_eq!(c.samples(), 24000);
+    }
+
+    #[test]
+    fn a_burst_of_late_requests_counts_each_one() {
+        // Twenty requests admitted on the same 10 ms estimate, all of them 30 % late (a
+        // stall hit everything in flight): each counts, though after a few the current
+        // margin would already cover a 1.3x ratio.
+        let mut c = Calibration::default();
+        let admitted_on = c.adjust(ms(10.0));
+        for _ in 0..20 {
+            c.observe(admitted_on, ms(13.0));
+        }
+        let expected = (1.0 + STEP * QUANTILE).powi(20);
+        assert!((c.margin() - expected).abs() < 1e-9, "{}", c.margin());
+        assert!(c.margin() > 2.5);
     }
 }

@@ -79,8 +79,8 @@ pub struct Entry {
     pub reply: oneshot::Sender<Result<Reply, SchedulerError>>,
     /// The request id, so a failed batch's log line names its requests.
     pub request_id: Option<std::sync::Arc<str>>,
-    /// Queue + compute time predicted at admission (set where `shed_beyond_target`
-    /// checks it), compared with the actual time to calibrate the next predictions.
+    /// Queue + compute time estimated at admission, margin included (set where
+    /// `shed_beyond_target` checks it), compared with the actual time to steer the margin.
     pub predicted: Option<Duration>,
 }
 

@@ -159,9 +159,9 @@ impl Batcher {
 
     /// `shed_beyond_target`: refuses `pending` when the queue ahead of it and its own
     /// batch are predicted, with the calibrated margin, to take it past the latency
-    /// target; else returns the raw prediction (`None` where nothing is predicted), which
-    /// the request's actual time is later compared with. Called under the queue lock (so
-    /// the prediction sees the queue it would join).
+    /// target; else returns the estimate it is admitted on, prediction × margin (`None`
+    /// where nothing is predicted), which its actual time is later compared with. Called
+    /// under the queue lock (so the prediction sees the queue it would join).
     fn shed(&self, q: &Queue, pending: &Pending) -> Result<Option<Duration>, SchedulerError> {
         let shared = &self.shared;
         let (true, Some(target)) = (shared.cfg.shed_beyond_target, shared.cfg.latency_target)
@@ -193,7 +193,7 @@ impl Batcher {
             .expect("calibration lock")
             .adjust(predicted);
         if adjusted <= target {
-            return Ok(Some(predicted));
+            return Ok(Some(adjusted));
         }
         Err(SchedulerError::BeyondTarget {
             model: shared.model.clone(),

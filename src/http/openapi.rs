@@ -515,8 +515,9 @@ pub struct ConvoyStatistics {
 pub struct Shedding {
     /// Requests refused (429) as predicted to finish past the target.
     shed: u64,
-    /// What predictions are multiplied by before the check: the running 99th percentile
-    /// of actual / predicted queue + compute time of admitted requests (1 before any).
+    /// What predictions are multiplied by before the check, steered online so that 99 %
+    /// of admitted requests finish inside the estimate they were admitted on (1 before
+    /// any).
     margin: f64,
     /// Admitted requests the margin has learned from.
     samples: u64,
