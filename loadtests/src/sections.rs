@@ -767,6 +767,7 @@ pub fn overload(out: &mut String, x: &Extra) -> Option<String> {
         ));
         out.push_str(&admission_row("`shed_beyond_target = true`", shed));
         let shed_p99 = server_p99_ms(shed);
+        let shed_met = yes_no(shed.ok > 0 && shed_p99.is_some_and(|p| p <= m.latency_target_ms));
         let _ = writeln!(
             out,
             "\nWith shedding, admitted requests' p99 in the server: **{} ms** (≤ {} ms: {}). \
@@ -777,14 +778,14 @@ pub fn overload(out: &mut String, x: &Extra) -> Option<String> {
              chosen for this model on this machine.",
             opt(shed_p99, 3),
             m.latency_target_ms,
-            yes_no(shed.ok > 0 && shed_p99.is_some_and(|p| p <= m.latency_target_ms)),
+            shed_met,
         );
         shed_head = format!(
             " With `shed_beyond_target` instead of the small queue: admitted p99 in the \
              server {} ms (≤ {} ms: {}).",
             opt(shed_p99, 1),
             m.latency_target_ms,
-            yes_no(shed.ok > 0 && shed_p99.is_some_and(|p| p <= m.latency_target_ms)),
+            shed_met,
         );
     }
     Some(format!(

@@ -51,13 +51,22 @@ struct Shared {
     handed: Mutex<f64>,
     /// How far admission's predictions run short (`shed_beyond_target`).
     calibration: Mutex<Calibration>,
-    /// Requests refused by `shed_beyond_target` (for the stats endpoint).
-    shed: std::sync::atomic::AtomicU64,
     /// Hand-over slots free (see the module doc), and the condvar the scheduler waits on.
     slots: Mutex<usize>,
     slot_freed: Condvar,
     stats: Arc<ModelStats>,
     metrics: Arc<ModelMetrics>,
+}
+
+/// `shed_beyond_target`'s counts, for the stats endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Shedding {
+    /// Requests refused as predicted to finish past the target.
+    pub shed: u64,
+    /// What predictions are multiplied by (see [`Calibration`]).
+    pub margin: f64,
+    /// Admitted requests the margin has learned from.
+    pub samples: u64,
 }
 
 /// A handle on one model's batcher. Cheap to clone.
@@ -81,7 +90,6 @@ struct Member {
     enqueued: Instant,
     /// See [`Entry::predicted`].
     predicted: Option<Duration>,
-    queue_wait: Duration,
     reply: tokio::sync::oneshot::Sender<Result<Reply, SchedulerError>>,
 }
 
@@ -103,7 +111,6 @@ impl Batcher {
             running: Mutex::new(vec![None; instances]),
             handed: Mutex::new(0.0),
             calibration: Mutex::new(Calibration::default()),
-            shed: std::sync::atomic::AtomicU64::new(0),
             arrived: Condvar::new(),
             slots: Mutex::new(instances),
             slot_freed: Condvar::new(),
@@ -132,19 +139,16 @@ impl Batcher {
     }
 
     /// Queues `entry`; its answer arrives on the receiver made with it.
-    pub fn submit(&self, entry: Entry) -> Result<(), SchedulerError> {
+    pub fn submit(&self, mut entry: Entry) -> Result<(), SchedulerError> {
         let per_row = self.shared.stats.time_per_row();
         let rows = {
             let mut q = self.shared.queue.lock().expect("queue lock");
-            let mut entry = entry;
             if !q.is_closed() {
                 match self.shed(&q, &entry.pending) {
                     Ok(predicted) => entry.predicted = predicted,
                     Err(e) => {
                         self.shared.metrics.shed.increment(1);
-                        self.shared
-                            .shed
-                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        self.shared.stats.record_shed();
                         return Err(e);
                     }
                 }
@@ -231,13 +235,14 @@ impl Batcher {
     }
 
     /// Requests refused by `shed_beyond_target`, and the calibrated margin.
-    pub fn shedding(&self) -> serde_json::Value {
+    pub fn shedding(&self) -> Shedding {
+        let shed = self.shared.stats.snapshot().shed;
         let c = self.shared.calibration.lock().expect("calibration lock");
-        serde_json::json!({
-            "shed": self.shared.shed.load(std::sync::atomic::Ordering::Relaxed),
-            "margin": c.margin(),
-            "samples": c.samples(),
-        })
+        Shedding {
+            shed,
+            margin: c.margin(),
+            samples: c.samples(),
+        }
     }
 
     /// Rows waiting right now.
@@ -437,8 +442,6 @@ fn assemble(shared: &Shared, entries: Vec<Entry>) -> Option<Batch> {
             request_id: e.request_id,
             enqueued: e.pending.enqueued,
             predicted: e.predicted,
-            // Set when a worker starts the batch.
-            queue_wait: Duration::ZERO,
             reply: e.reply,
         })
         .collect();
@@ -461,7 +464,13 @@ fn run_guarded<B: Backend>(backend: &mut B, inputs: &[Tensor]) -> Result<Vec<Ten
 /// After a batch failed: runs each of its requests alone, so one poisoned request (an
 /// index out of range, a value the model chokes on) fails alone and its batch mates
 /// are still answered. A batch of one is simply answered 500.
-fn isolate<B: Backend>(backend: &mut B, shared: &Shared, batch: Batch, rows: &[usize]) {
+fn isolate<B: Backend>(
+    backend: &mut B,
+    shared: &Shared,
+    batch: Batch,
+    rows: &[usize],
+    waits: &[Duration],
+) {
     let alone = if batch.members.len() > 1 {
         split(batch.inputs, rows).ok()
     } else {
@@ -473,7 +482,7 @@ fn isolate<B: Backend>(backend: &mut B, shared: &Shared, batch: Batch, rows: &[u
         }
         return;
     };
-    for (member, inputs) in batch.members.into_iter().zip(alone) {
+    for ((member, inputs), &queue) in batch.members.into_iter().zip(alone).zip(waits) {
         let started = Instant::now();
         let answer = run_guarded(backend, &inputs)
             .and_then(|outputs| split(outputs, &[member.rows]).map_err(|e| e.to_string()));
@@ -482,7 +491,7 @@ fn isolate<B: Backend>(backend: &mut B, shared: &Shared, batch: Batch, rows: &[u
             Ok(mut pieces) => {
                 let _ = member.reply.send(Ok(Reply {
                     outputs: pieces.pop().unwrap_or_default(),
-                    queue: member.queue_wait,
+                    queue,
                     compute,
                     batch_rows: member.rows,
                 }));
@@ -506,7 +515,7 @@ fn worker_loop<B: Backend>(
 ) {
     loop {
         let next = rx.lock().expect("worker channel lock").recv();
-        let Ok(mut batch) = next else {
+        let Ok(batch) = next else {
             return;
         };
         // Marked running before the slot is freed: the next decision sees this batch.
@@ -514,9 +523,11 @@ fn worker_loop<B: Backend>(
         let started = Instant::now();
         // Queue time runs until the batch starts, so a batch that waited in the hand-over
         // slot for this worker counts that wait too.
-        for m in &mut batch.members {
-            m.queue_wait = started.saturating_duration_since(m.enqueued);
-        }
+        let waits: Vec<Duration> = batch
+            .members
+            .iter()
+            .map(|m| started.saturating_duration_since(m.enqueued))
+            .collect();
         shared.running.lock().expect("running lock")[instance] = Some((started, work));
         {
             let mut handed = shared.handed.lock().expect("handed lock");
@@ -546,7 +557,6 @@ fn worker_loop<B: Backend>(
             shared.metrics.cost_per_unit.set(f.per_unit_seconds);
         }
         let pieces = result.and_then(|outputs| split(outputs, &rows).map_err(|e| e.to_string()));
-        let waits: Vec<Duration> = batch.members.iter().map(|m| m.queue_wait).collect();
         shared
             .stats
             .record_batch(total, batch.members.len(), compute, &waits);
@@ -566,10 +576,10 @@ fn worker_loop<B: Backend>(
         }
         match pieces {
             Ok(pieces) => {
-                for (member, outputs) in batch.members.into_iter().zip(pieces) {
+                for ((member, outputs), queue) in batch.members.into_iter().zip(pieces).zip(waits) {
                     let _ = member.reply.send(Ok(Reply {
                         outputs,
-                        queue: member.queue_wait,
+                        queue,
                         compute,
                         batch_rows: total,
                     }));
@@ -582,7 +592,7 @@ fn worker_loop<B: Backend>(
                     .filter_map(|m| m.request_id.as_deref())
                     .collect();
                 tracing::error!(model = %shared.model, rows = total, error = %reason, request_ids = ?ids, "batch failed");
-                isolate(&mut backend, &shared, batch, &rows);
+                isolate(&mut backend, &shared, batch, &rows, &waits);
             }
         }
     }
@@ -836,10 +846,10 @@ mod tests {
                 rx.await.unwrap().unwrap();
             }
             let counts = b.shedding();
-            assert_eq!(counts["shed"], refused.len() as u64);
+            assert_eq!(counts.shed, refused.len() as u64);
             // Every admitted request of the burst taught the margin (so did the learning
             // requests sent once the first batch had been costed).
-            assert!(counts["samples"].as_u64().unwrap() >= admitted.len() as u64 * shed as u64);
+            assert!(counts.samples >= admitted.len() as u64 * shed as u64);
             (admitted.len(), refused)
         };
         let (admitted, refused) = burst(true).await;

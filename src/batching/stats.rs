@@ -44,6 +44,8 @@ pub struct Snapshot {
     pub compute_infer: TimedCount,
     /// Requests dropped at batch time because their client had gone.
     pub cancelled: u64,
+    /// Requests refused at admission by `shed_beyond_target`.
+    pub shed: u64,
     /// Batches by size in rows: how many, and their total device time.
     pub batch_sizes: BTreeMap<usize, TimedCount>,
 }
@@ -71,6 +73,10 @@ impl ModelStats {
 
     pub fn record_cancelled(&self, n: usize) {
         self.inner.lock().expect("stats lock").cancelled += n as u64;
+    }
+
+    pub fn record_shed(&self) {
+        self.inner.lock().expect("stats lock").shed += 1;
     }
 
     /// Records one request's end-to-end outcome (time spent inside the server).
