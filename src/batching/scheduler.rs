@@ -792,13 +792,17 @@ mod tests {
         };
         let b = Batcher::start("m", cfg, vec![Fixed3ms]);
         let send = |rows: usize| submit_rows(&b, rows).unwrap();
-        // One request at a time, as a client that waits for each answer. Sizes 1 and 4
-        // first, so the cost line learns its 3 ms fixed part.
+        // One request at a time, as a client that waits for each answer and takes 2 ms
+        // to use it. Sizes 1 and 4 first, so the cost line learns its 3 ms fixed part.
+        // (Without the 2 ms the next request arrives right as the fixed cost since the
+        // last one's arrival runs out, and scheduling jitter on a loaded machine decides
+        // whether it counts as company: see the closing note on the probe.)
         let mut waits = vec![];
         for i in 0..30 {
             let rows = if i < 6 && i % 2 == 1 { 4 } else { 1 };
             let reply = send(rows).await.unwrap().unwrap();
             waits.push(reply.queue);
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let fixed = b.cost().unwrap().fixed();
         assert!(fixed > Duration::from_millis(2), "{fixed:?}");
