@@ -20,8 +20,8 @@ use convoy::http::dto::InferRequest;
 use convoy::pipeline::image::{preprocess, ImageParams};
 use convoy::pipeline::post::{mean_pool_normalized, softmax, top_k};
 use convoy::repository::config::BatchingConfig;
-use convoy::repository::TensorSpec;
-use convoy::tensor::{DataType, Tensor, TensorData};
+use convoy::service::validate;
+use convoy::tensor::{DataType, ServedSpec, Tensor, TensorData, TensorSpec};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
 /// A small deterministic generator (xorshift), so every run measures the same data.
@@ -166,11 +166,11 @@ fn bench_assembly(c: &mut Criterion) {
 
 fn bench_decode(c: &mut Criterion) {
     let mut g = c.benchmark_group("decode_mlp_64_rows");
-    let specs = vec![TensorSpec {
+    let specs = vec![ServedSpec::from(&TensorSpec {
         name: "input".into(),
         datatype: DataType::F32,
         dims: vec![10],
-    }];
+    })];
     let mut rng = Rng(42);
     let values: Vec<f32> = (0..640).map(|_| rng.unit() * 0.2 - 0.1).collect();
     let json = serde_json::to_vec(&serde_json::json!({
@@ -183,10 +183,13 @@ fn bench_decode(c: &mut Criterion) {
     }))
     .unwrap();
     let binary: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    // The handler's work: parse the JSON part, then decode against the model.
+    // The door's and the core's work: parse the JSON part, decode, check against the
+    // model.
     let run = |body: &[u8], binary: &[u8]| {
         let req: InferRequest = serde_json::from_slice(body).unwrap();
-        decode_inputs("mlp", req.inputs, &specs, 64, binary).unwrap()
+        let inputs = decode_inputs(req.inputs, binary).unwrap();
+        let (mut valid, _) = validate::inputs("mlp", inputs, &specs, Some(64)).unwrap();
+        valid.pop().unwrap().payload
     };
     assert_eq!(run(&json, &[]), run(&header, &binary));
     g.throughput(Throughput::Bytes(json.len() as u64));

@@ -1,222 +1,175 @@
-//! The one place where errors become HTTP statuses. Every layer has its own error type;
-//! the handler converts them into [`ApiError`], whose status comes from [`STATUS_TABLE`].
-//! Bodies are `{"error": "..."}`; 5xx bodies never carry internals (those go to the log).
+//! The one list of error kinds. Every layer has its own error type; the core turns them
+//! into [`Error`], whose [`ErrorKind`] carries the HTTP status and the `outcome` label
+//! of metrics. The mapping to HTTP responses lives in `http::error`; this module knows
+//! nothing of HTTP or of the layers above it.
 
 use std::time::Duration;
 
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-
-use crate::batching::SchedulerError;
-
-/// Errors as clients see them.
-#[derive(Debug, thiserror::Error, Clone, PartialEq)]
-pub enum ApiError {
+/// What went wrong, as a client and the metrics see it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
     /// The body is not a well-formed request (bad JSON, wrong JSON types, bad binary
     /// framing).
-    #[error("{0}")]
-    BadRequest(String),
-    /// Well-formed, but does not fit the model (unknown input, wrong datatype or shape).
-    #[error("{0}")]
-    Unprocessable(String),
-    /// No such model, version or route.
-    #[error("{0}")]
-    NotFound(String),
+    BadRequest,
     /// API keys are configured and the request carries none (or not as a bearer token).
-    #[error("{0}")]
-    Unauthorized(String),
+    Unauthorized,
     /// The request's key is not one of the configured keys.
-    #[error("{0}")]
-    Forbidden(String),
-    /// The route exists, the method does not (the `Allow` header lists those that do).
-    #[error("{0}")]
-    MethodNotAllowed(String),
-    /// The body exceeds `--max-body-bytes`.
-    #[error("{0}")]
-    PayloadTooLarge(String),
-    /// The model's queue is full: come back after `retry_after`.
-    #[error("{message}")]
-    TooManyRequests {
-        message: String,
-        retry_after: Duration,
-    },
-    /// Not ready, failed to load, or shutting down.
-    #[error("{0}")]
-    Unavailable(String),
-    /// The request's deadline passed before it ran.
-    #[error("{0}")]
-    Timeout(String),
+    Forbidden,
+    /// No such model, version or route.
+    NotFound,
+    /// The route exists, the method does not.
+    MethodNotAllowed,
+    /// The body exceeds `--max-body-bytes` or a pipeline's own size limit.
+    PayloadTooLarge,
+    /// Well-formed, but does not fit the model (unknown input, wrong datatype or shape,
+    /// a corrupt image).
+    Unprocessable,
+    /// The model's queue is full, or the request would finish past its latency target.
+    TooManyRequests,
     /// A server-side fault; the detail is in the log under the request id.
-    #[error("internal error; see the server log")]
     Internal,
+    /// Not ready, failed to load, or shutting down.
+    Unavailable,
+    /// The request's deadline passed before it ran.
+    Timeout,
 }
 
-/// Every error kind, its status and its outcome label in metrics: the table the
-/// OpenAPI statuses are checked against.
-pub const STATUS_TABLE: &[(&str, StatusCode)] = &[
-    ("bad_request", StatusCode::BAD_REQUEST),
-    ("unauthorized", StatusCode::UNAUTHORIZED),
-    ("forbidden", StatusCode::FORBIDDEN),
-    ("not_found", StatusCode::NOT_FOUND),
-    ("method_not_allowed", StatusCode::METHOD_NOT_ALLOWED),
-    ("payload_too_large", StatusCode::PAYLOAD_TOO_LARGE),
-    ("unprocessable", StatusCode::UNPROCESSABLE_ENTITY),
-    ("too_many_requests", StatusCode::TOO_MANY_REQUESTS),
-    ("internal", StatusCode::INTERNAL_SERVER_ERROR),
-    ("unavailable", StatusCode::SERVICE_UNAVAILABLE),
-    ("timeout", StatusCode::GATEWAY_TIMEOUT),
-];
+impl ErrorKind {
+    /// Every kind, in the order the OpenAPI document and metrics list them.
+    pub const ALL: [ErrorKind; 11] = [
+        ErrorKind::BadRequest,
+        ErrorKind::Unauthorized,
+        ErrorKind::Forbidden,
+        ErrorKind::NotFound,
+        ErrorKind::MethodNotAllowed,
+        ErrorKind::PayloadTooLarge,
+        ErrorKind::Unprocessable,
+        ErrorKind::TooManyRequests,
+        ErrorKind::Internal,
+        ErrorKind::Unavailable,
+        ErrorKind::Timeout,
+    ];
 
-impl ApiError {
-    /// The kind: a row of [`STATUS_TABLE`] and the `outcome` label of metrics.
-    pub fn kind(&self) -> &'static str {
+    /// The `outcome` label of metrics.
+    pub fn label(self) -> &'static str {
         match self {
-            ApiError::BadRequest(_) => "bad_request",
-            ApiError::Unprocessable(_) => "unprocessable",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::Forbidden(_) => "forbidden",
-            ApiError::MethodNotAllowed(_) => "method_not_allowed",
-            ApiError::PayloadTooLarge(_) => "payload_too_large",
-            ApiError::TooManyRequests { .. } => "too_many_requests",
-            ApiError::Unavailable(_) => "unavailable",
-            ApiError::Timeout(_) => "timeout",
-            ApiError::Internal => "internal",
+            ErrorKind::BadRequest => "bad_request",
+            ErrorKind::Unauthorized => "unauthorized",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::MethodNotAllowed => "method_not_allowed",
+            ErrorKind::PayloadTooLarge => "payload_too_large",
+            ErrorKind::Unprocessable => "unprocessable",
+            ErrorKind::TooManyRequests => "too_many_requests",
+            ErrorKind::Internal => "internal",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Timeout => "timeout",
         }
     }
 
-    pub fn status(&self) -> StatusCode {
-        let kind = self.kind();
-        STATUS_TABLE
-            .iter()
-            .find(|(k, _)| *k == kind)
-            .map(|(_, s)| *s)
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    /// The HTTP status code of this kind.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorKind::BadRequest => 400,
+            ErrorKind::Unauthorized => 401,
+            ErrorKind::Forbidden => 403,
+            ErrorKind::NotFound => 404,
+            ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::PayloadTooLarge => 413,
+            ErrorKind::Unprocessable => 422,
+            ErrorKind::TooManyRequests => 429,
+            ErrorKind::Internal => 500,
+            ErrorKind::Unavailable => 503,
+            ErrorKind::Timeout => 504,
+        }
+    }
+
+    /// The kind whose label is `label`.
+    pub fn from_label(label: &str) -> Option<ErrorKind> {
+        ErrorKind::ALL.into_iter().find(|k| k.label() == label)
     }
 }
 
-impl From<crate::repository::ControlError> for ApiError {
-    fn from(e: crate::repository::ControlError) -> ApiError {
-        use crate::repository::ControlError;
-        match e {
-            ControlError::NotFound(_) | ControlError::NotLoaded(_) => {
-                ApiError::NotFound(e.to_string())
-            }
-            ControlError::Invalid(_) | ControlError::Failed { .. } => {
-                ApiError::Unprocessable(e.to_string())
-            }
+/// An error as a client sees it: its kind and a message that names the field, the
+/// expected and the given value. Internal errors carry no detail (that goes to the log).
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// For [`ErrorKind::TooManyRequests`]: when to come back.
+    pub retry_after: Option<Duration>,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            message: message.into(),
+            retry_after: None,
         }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::BadRequest, message)
+    }
+
+    pub fn unprocessable(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Unprocessable, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::NotFound, message)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::Unavailable, message)
+    }
+
+    pub fn too_large(message: impl Into<String>) -> Error {
+        Error::new(ErrorKind::PayloadTooLarge, message)
+    }
+
+    pub fn too_many(message: impl Into<String>, retry_after: Duration) -> Error {
+        Error {
+            retry_after: Some(retry_after),
+            ..Error::new(ErrorKind::TooManyRequests, message)
+        }
+    }
+
+    /// A server-side fault: the message is fixed, the detail belongs in the log.
+    pub fn internal() -> Error {
+        Error::new(ErrorKind::Internal, "internal error; see the server log")
     }
 }
 
-impl From<SchedulerError> for ApiError {
-    fn from(e: SchedulerError) -> ApiError {
-        match e {
-            SchedulerError::QueueFull { retry_after, .. }
-            | SchedulerError::BeyondTarget { retry_after, .. } => ApiError::TooManyRequests {
-                message: e.to_string(),
-                retry_after,
-            },
-            SchedulerError::ShuttingDown { .. } => ApiError::Unavailable(e.to_string()),
-            SchedulerError::Expired { .. } => ApiError::Timeout(e.to_string()),
-            SchedulerError::Internal => ApiError::Internal,
-        }
-    }
-}
-
-/// The body of every error response.
-#[derive(Serialize, utoipa::ToSchema)]
-#[schema(example = json!({"error": "model \"resnet\" not found (models: mlp)"}))]
-pub struct ErrorResponse<'a> {
-    /// What went wrong, naming the field, the expected and the given value; 5xx carry no
-    /// internals.
-    pub error: &'a str,
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let message = self.to_string();
-        let mut response =
-            (self.status(), axum::Json(ErrorResponse { error: &message })).into_response();
-        if let ApiError::Unauthorized(_) = &self {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        if let ApiError::PayloadTooLarge(_) = &self {
-            // A body over --max-body-bytes is refused before its rest is read, so the
-            // connection cannot carry another request: say so, or a client's pool reuses
-            // it and its next request meets a closed socket (a broken pipe in
-            // tests/hostile.rs). The pipelines' own size limits also answer 413; closing
-            // after those costs a reconnect on a request that was refused anyway.
-            response
-                .headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        if let ApiError::TooManyRequests { retry_after, .. } = &self {
-            let secs = retry_after.as_secs().max(1).to_string();
-            if let Ok(v) = HeaderValue::from_str(&secs) {
-                response.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-        }
-        response
-    }
-}
+/// The result of every core call.
+pub type Result<T> = std::result::Result<T, Error>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn every_kind_is_in_the_table_once() {
-        let all = [
-            ApiError::BadRequest(String::new()),
-            ApiError::Unprocessable(String::new()),
-            ApiError::NotFound(String::new()),
-            ApiError::Unauthorized(String::new()),
-            ApiError::Forbidden(String::new()),
-            ApiError::MethodNotAllowed(String::new()),
-            ApiError::PayloadTooLarge(String::new()),
-            ApiError::TooManyRequests {
-                message: String::new(),
-                retry_after: Duration::ZERO,
-            },
-            ApiError::Unavailable(String::new()),
-            ApiError::Timeout(String::new()),
-            ApiError::Internal,
-        ];
-        for e in &all {
-            let rows = STATUS_TABLE.iter().filter(|(k, _)| *k == e.kind()).count();
-            assert_eq!(rows, 1, "{}", e.kind());
+    fn labels_and_statuses_are_unique() {
+        let mut labels: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.label()).collect();
+        let mut statuses: Vec<u16> = ErrorKind::ALL.iter().map(|k| k.status()).collect();
+        labels.sort();
+        labels.dedup();
+        statuses.sort();
+        statuses.dedup();
+        assert_eq!(labels.len(), ErrorKind::ALL.len());
+        assert_eq!(statuses.len(), ErrorKind::ALL.len());
+        for k in ErrorKind::ALL {
+            assert_eq!(ErrorKind::from_label(k.label()), Some(k));
+            assert!(k.status() >= 400 && k.status() < 600, "{k:?}");
         }
-        assert_eq!(all.len(), STATUS_TABLE.len());
-    }
-
-    #[test]
-    fn queue_full_is_429_with_retry_after() {
-        let e: ApiError = SchedulerError::QueueFull {
-            model: "m".into(),
-            queued: 10,
-            limit: 10,
-            unit: "rows",
-            retry_after: Duration::from_secs(3),
-        }
-        .into();
-        let r = e.into_response();
-        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(r.headers()[header::RETRY_AFTER], "3");
     }
 
     #[test]
     fn internal_errors_carry_no_detail() {
-        assert_eq!(
-            ApiError::Internal.to_string(),
-            "internal error; see the server log"
-        );
-        assert_eq!(
-            ApiError::Internal.status(),
-            StatusCode::INTERNAL_SERVER_ERROR
-        );
+        let e = Error::internal();
+        assert_eq!(e.to_string(), "internal error; see the server log");
+        assert_eq!(e.kind.status(), 500);
     }
 }

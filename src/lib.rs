@@ -1,6 +1,6 @@
 //! Convoy: an HTTP/JSON model-serving server. Requests arrive one at a time; the
 //! batcher turns them into batches for ONNX Runtime and hands each caller its own rows.
-//! See ARCHITECTURE.md in the design folder for the map; `run` is the whole server.
+//! See docs/ARCHITECTURE.md for the map; `run` is the whole server.
 
 pub mod backend;
 pub mod batching;
@@ -10,10 +10,10 @@ pub mod http;
 pub mod metrics;
 pub mod pipeline;
 pub mod repository;
+pub mod service;
 pub mod tensor;
 
 use std::future::{Future, IntoFuture};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 
 use crate::backend::ort::{resolve_library, Runtime};
 use crate::config::ServeConfig;
-use crate::http::{router, AppState};
+use crate::http::{router, AppState, ServerInfo};
 use crate::repository::{LoadOptions, Repository};
 
 /// Loads ONNX Runtime and the model repository: everything before the first request.
@@ -41,13 +41,19 @@ pub fn prepare(config: &ServeConfig) -> anyhow::Result<AppState> {
             config.model_repository.display()
         )
     })?;
+    let pool = crate::pipeline::pool::CpuPool::new(
+        config
+            .pre_threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+    );
     Ok(AppState {
-        repo: Arc::new(repo),
+        core: Arc::new(crate::service::Core::new(Arc::new(repo), pool)),
         metrics,
-        shutting_down: Arc::new(AtomicBool::new(false)),
-        device_requested: config.device.to_string(),
-        ort_library: runtime.library.display().to_string(),
-        cuda_available: runtime.cuda_available,
+        server: Arc::new(ServerInfo {
+            device_requested: config.device.to_string(),
+            ort_library: runtime.library.display().to_string(),
+            cuda_available: runtime.cuda_available,
+        }),
         max_body_bytes: config.max_body_bytes,
         auth: Arc::new(crate::http::auth::AuthPolicy {
             keys: crate::http::auth::load_keys(&config.api_keys, config.api_key_file.as_deref())
@@ -56,11 +62,6 @@ pub fn prepare(config: &ServeConfig) -> anyhow::Result<AppState> {
             metrics: config.auth_metrics,
         }),
         cors_origins: config.cors_origins.clone(),
-        pool: crate::pipeline::pool::CpuPool::new(
-            config
-                .pre_threads
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
-        ),
     })
 }
 
@@ -74,13 +75,11 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let app = router(state.clone());
     let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
-    let flag = state.shutting_down.clone();
-    let repo = state.repo.clone();
+    let core = state.core.clone();
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: draining in-flight requests");
-        flag.store(true, Ordering::Relaxed);
-        repo.shutdown();
+        core.start_draining();
         let _ = drained_tx.send(());
     };
     let server = axum::serve(listener, app).with_graceful_shutdown(signal);
@@ -105,7 +104,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {addr}"))?;
     let bound = listener.local_addr().unwrap_or(addr);
-    tracing::info!(addr = %bound, models = state.repo.snapshot().len(), "convoy listening");
+    tracing::info!(addr = %bound, models = state.core.repository().snapshot().len(), "convoy listening");
     serve(
         state,
         listener,

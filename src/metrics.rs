@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::error::STATUS_TABLE;
+use crate::error::ErrorKind;
 
 pub const REQUESTS_TOTAL: &str = "convoy_requests_total";
 pub const REQUESTS_IN_FLIGHT: &str = "convoy_requests_in_flight";
@@ -171,7 +171,7 @@ fn start_gpu_sampler() {
 
 /// The handles of one model (or of "unknown" for requests naming no served model).
 pub struct ModelMetrics {
-    /// One counter per outcome: "success" then the kinds of [`STATUS_TABLE`].
+    /// One counter per outcome: "success" then every [`ErrorKind`] label.
     outcomes: Vec<(&'static str, Counter)>,
     pub in_flight: Gauge,
     pub request: Histogram,
@@ -197,7 +197,7 @@ impl ModelMetrics {
     pub fn new(model: &str) -> Arc<ModelMetrics> {
         let m = model.to_string();
         let outcomes = std::iter::once("success")
-            .chain(STATUS_TABLE.iter().map(|(kind, _)| *kind))
+            .chain(ErrorKind::ALL.iter().map(|k| k.label()))
             .map(|o| {
                 (
                     o,

@@ -249,6 +249,103 @@ impl Tensor {
     }
 }
 
+/// One declared input or output of a graph; `dims` exclude the batch dimension when the
+/// model batches, and -1 marks a dynamic dimension.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub datatype: DataType,
+    pub dims: Vec<i64>,
+}
+
+/// An element type as a model serves it: a numeric type, or BYTES (byte strings: texts,
+/// encoded images), which only pipeline models take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServedType {
+    Numeric(DataType),
+    Bytes,
+}
+
+impl ServedType {
+    /// The protocol's name (`"FP32"`, `"BYTES"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServedType::Numeric(d) => d.as_str(),
+            ServedType::Bytes => "BYTES",
+        }
+    }
+
+    /// Parses a protocol name; `None` for a type Convoy does not serve.
+    pub fn parse(name: &str) -> Option<ServedType> {
+        match name {
+            "BYTES" => Some(ServedType::Bytes),
+            other => DataType::parse(other).map(ServedType::Numeric),
+        }
+    }
+
+    /// Triton's model-config spelling (`TYPE_FP32`, `TYPE_STRING`).
+    pub fn triton_name(self) -> String {
+        match self {
+            ServedType::Numeric(d) => d.triton_name(),
+            ServedType::Bytes => "TYPE_STRING".into(),
+        }
+    }
+}
+
+impl fmt::Display for ServedType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A tensor as a model serves it to clients (metadata, `/config` and every door's
+/// validation use the same list); `dims` exclude the batch dimension.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServedSpec {
+    pub name: String,
+    pub datatype: ServedType,
+    pub dims: Vec<i64>,
+}
+
+impl From<&TensorSpec> for ServedSpec {
+    fn from(s: &TensorSpec) -> ServedSpec {
+        ServedSpec {
+            name: s.name.clone(),
+            datatype: ServedType::Numeric(s.datatype),
+            dims: s.dims.clone(),
+        }
+    }
+}
+
+/// The data of one input as a front door hands it to the core.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Payload {
+    Numeric(TensorData),
+    /// One byte string per element, row-major.
+    Bytes(Vec<bytes::Bytes>),
+}
+
+impl Payload {
+    pub fn served_type(&self) -> ServedType {
+        match self {
+            Payload::Numeric(d) => ServedType::Numeric(d.datatype()),
+            Payload::Bytes(_) => ServedType::Bytes,
+        }
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            Payload::Numeric(d) => d.len(),
+            Payload::Bytes(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Product of `dims`, or `None` on overflow (hostile shapes must not wrap around).
 pub fn element_count(dims: &[usize]) -> Option<usize> {
     dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))

@@ -84,7 +84,6 @@ fn committed_seeds_pass_their_harness() {
 #[test]
 fn seeds_are_accepted_where_they_are_valid() {
     // The seeds are meant to reach the decoder's success path, not only its errors.
-    use convoy::http::decode::decode_inputs;
     use convoy::http::dto::InferRequest;
     for (path, bytes) in seeds("v2_json") {
         if path.ends_with("binary_header_only.json") {
@@ -93,7 +92,7 @@ fn seeds_are_accepted_where_they_are_valid() {
         let req: InferRequest = serde_json::from_slice(&bytes).unwrap();
         let model = if req.inputs.len() == 1 { 0 } else { 1 };
         let (name, specs, max) = harness::model_specs().swap_remove(model);
-        let r = decode_inputs(name, req.inputs, &specs, max, &[]);
+        let r = harness::decode_for(name, req.inputs, &specs, max, &[]);
         assert!(r.is_ok(), "{}: {:?}", path.display(), r.err());
     }
     for p in harness::image_params() {

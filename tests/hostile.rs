@@ -122,8 +122,8 @@ async fn forty_hostile_requests_each_get_a_clear_4xx() {
             "POST",
             "/v2/models/mlp/infer",
             mlp(deep(40), json!([1, 10]), "FP32"),
-            400,
-            "nested deeper",
+            422,
+            "nested arrays must follow the shape",
         ),
         // v2 infer: tensors that do not fit the model.
         case(
@@ -180,7 +180,7 @@ async fn forty_hostile_requests_each_get_a_clear_4xx() {
             "/v2/models/mlp/infer",
             mlp(row.clone(), json!([9223372036854775807i64, 10]), "FP32"),
             422,
-            "1..=64",
+            "has too many elements",
         ),
         case(
             "POST",
@@ -412,7 +412,7 @@ async fn forty_hostile_requests_each_get_a_clear_4xx() {
                 json!({"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [7]}]}),
             ),
             422,
-            "expected strings",
+            "expected a string for BYTES",
         ),
         case(
             "POST",
@@ -421,7 +421,7 @@ async fn forty_hostile_requests_each_get_a_clear_4xx() {
                 json!({"inputs": [{"name": "image", "shape": [2], "datatype": "BYTES", "data": ["aGk="]}]}),
             ),
             422,
-            "needs 2 elements",
+            "needs 2 values",
         ),
     ];
     assert!(cases.len() >= 40, "{} cases", cases.len());

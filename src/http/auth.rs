@@ -12,7 +12,7 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::error::ApiError;
+use crate::error::{Error, ErrorKind};
 
 /// A key, whose `Debug` shows nothing of it.
 #[derive(Clone, PartialEq, Eq)]
@@ -63,7 +63,7 @@ pub fn key_matches(keys: &[Secret], given: &str) -> bool {
 }
 
 /// Decides a request: `Ok` to go on, or the 401/403 to answer.
-pub fn check(policy: &AuthPolicy, path: &str, authorization: Option<&str>) -> Result<(), ApiError> {
+pub fn check(policy: &AuthPolicy, path: &str, authorization: Option<&str>) -> Result<(), Error> {
     if policy.keys.is_empty() || is_open(policy, path) {
         return Ok(());
     }
@@ -71,16 +71,17 @@ pub fn check(policy: &AuthPolicy, path: &str, authorization: Option<&str>) -> Re
         .and_then(|h| h.strip_prefix("Bearer "))
         .map(str::trim)
     else {
-        return Err(ApiError::Unauthorized(
-            "authorization: this server needs an API key: send `Authorization: Bearer <key>`"
-                .into(),
+        return Err(Error::new(
+            ErrorKind::Unauthorized,
+            "authorization: this server needs an API key: send `Authorization: Bearer <key>`",
         ));
     };
     if key_matches(&policy.keys, token) {
         Ok(())
     } else {
-        Err(ApiError::Forbidden(
-            "authorization: the API key is not valid".into(),
+        Err(Error::new(
+            ErrorKind::Forbidden,
+            "authorization: the API key is not valid",
         ))
     }
 }
@@ -132,26 +133,26 @@ mod tests {
     fn missing_is_401_wrong_is_403_right_passes() {
         let p = policy();
         let path = "/v2/models/mlp/infer";
-        assert_eq!(check(&p, path, None).unwrap_err().status().as_u16(), 401);
+        assert_eq!(check(&p, path, None).unwrap_err().kind.status(), 401);
         assert_eq!(
             check(&p, path, Some("Basic abc"))
                 .unwrap_err()
-                .status()
-                .as_u16(),
+                .kind
+                .status(),
             401
         );
         assert_eq!(
             check(&p, path, Some("Bearer nope"))
                 .unwrap_err()
-                .status()
-                .as_u16(),
+                .kind
+                .status(),
             403
         );
         assert_eq!(
             check(&p, path, Some("Bearer alpha-ke"))
                 .unwrap_err()
-                .status()
-                .as_u16(),
+                .kind
+                .status(),
             403
         );
         assert!(check(&p, path, Some("Bearer beta-key")).is_ok());

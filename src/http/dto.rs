@@ -117,7 +117,7 @@ pub struct DeviceInfo {
     pub ort_library: String,
     /// Per model, the device it really runs on (`cpu`, `cuda:0`), or `unavailable`.
     #[schema(value_type = std::collections::HashMap<String, String>, example = json!({"mlp": "cpu"}))]
-    pub models: Map<String, Value>,
+    pub models: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -2,21 +2,15 @@
 //! client asked for binary outputs (Triton's binary tensor extension).
 
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Response as HttpResponse};
 use serde_json::{Map, Value};
 
 use super::dto::{InferOutputResponse, InferResponse};
-use crate::tensor::{Tensor, TensorData};
+use crate::service::{Response, Timing};
+use crate::tensor::TensorData;
 
 /// Header giving the JSON part's length when binary data follows it.
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
-
-/// One output as the client asked for it.
-pub struct Selected {
-    pub name: String,
-    pub tensor: Tensor,
-    pub binary: bool,
-}
 
 /// Little-endian bytes of a tensor (BOOL as one byte each).
 pub fn to_le_bytes(data: &TensorData) -> Vec<u8> {
@@ -31,16 +25,12 @@ pub fn to_le_bytes(data: &TensorData) -> Vec<u8> {
     }
 }
 
-/// Serializes the response. `timing` headers (`x-convoy-*-us`) tell where time went.
-pub fn response(
-    model: &str,
-    version: &str,
-    id: Option<String>,
-    outputs: Vec<Selected>,
-    timing: &[(&'static str, u64)],
-) -> Response {
+/// Serializes the core's response: JSON, or JSON then the binary outputs' bytes. The
+/// timing headers (`x-convoy-*`) tell where time went.
+pub fn response(r: Response) -> HttpResponse {
     let mut tail: Vec<u8> = Vec::new();
-    let outputs: Vec<InferOutputResponse> = outputs
+    let outputs: Vec<InferOutputResponse> = r
+        .outputs
         .into_iter()
         .map(|s| {
             let datatype = s.tensor.data.datatype().as_str();
@@ -68,9 +58,9 @@ pub fn response(
         })
         .collect();
     let body = InferResponse {
-        model_name: model.to_string(),
-        model_version: version.to_string(),
-        id,
+        model_name: r.model.config.name.clone(),
+        model_version: r.model.config.version.clone(),
+        id: r.id,
         outputs,
     };
     let mut json = serde_json::to_vec(&body).expect("response types always serialize");
@@ -91,8 +81,13 @@ pub fn response(
         );
         json.extend_from_slice(&tail);
     }
-    for &(name, value) in timing {
+    timing_headers(&mut headers, &r.timing);
+    (headers, json).into_response()
+}
+
+/// The `x-convoy-*` timing headers every inference door sends.
+pub fn timing_headers(headers: &mut HeaderMap, t: &Timing) {
+    for (name, value) in t.headers() {
         headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
     }
-    (headers, json).into_response()
 }

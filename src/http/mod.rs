@@ -1,19 +1,20 @@
 //! HTTP: `router(state)` and its handlers. HTTP types stop here.
 
 pub mod auth;
+pub mod bodies;
 pub mod decode;
 pub mod dto;
 mod encode;
+pub mod error;
 pub mod openapi;
 mod request_id;
-mod run;
-mod tasks;
 mod v1;
-mod v2;
+mod v2_admin;
+mod v2_infer;
+mod v2_models;
 
 pub use request_id::RequestId;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
@@ -23,57 +24,56 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::error::ApiError;
-use crate::repository::Repository;
+use crate::error::{Error, ErrorKind};
+use crate::service::Core;
 
 /// What every handler can see.
 #[derive(Clone)]
 pub struct AppState {
-    pub repo: Arc<Repository>,
+    /// The one core every door calls.
+    pub core: Arc<Core>,
     pub metrics: PrometheusHandle,
-    /// Set when draining starts: readiness turns false, new requests get 503.
-    pub shutting_down: Arc<AtomicBool>,
-    /// The `--device` asked for, for `/v2`.
-    pub device_requested: String,
-    pub ort_library: String,
-    pub cuda_available: bool,
+    /// What `/v2` says about the runtime.
+    pub server: Arc<ServerInfo>,
     pub max_body_bytes: usize,
     /// Who may call what.
     pub auth: Arc<auth::AuthPolicy>,
     /// Origins allowed by CORS; empty: no CORS headers at all.
     pub cors_origins: Vec<String>,
-    /// The CPU pool pre- and post-processing run on.
-    pub pool: crate::pipeline::pool::CpuPool,
 }
 
-impl AppState {
-    pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::Relaxed)
-    }
+/// The runtime as `GET /v2` describes it.
+#[derive(Clone, Debug, Default)]
+pub struct ServerInfo {
+    /// The `--device` asked for.
+    pub device_requested: String,
+    /// The ONNX Runtime library loaded (or the backend's name).
+    pub ort_library: String,
+    pub cuda_available: bool,
 }
 
 /// The documented API: every handler on the path and method its `#[utoipa::path]`
 /// gives, with the OpenAPI document collected from the same annotations.
 pub fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
-        .routes(routes!(v2::server_metadata))
-        .routes(routes!(v2::live))
-        .routes(routes!(v2::ready))
-        .routes(routes!(v2::all_stats))
-        .routes(routes!(v2::model_metadata))
-        .routes(routes!(v2::model_ready))
-        .routes(routes!(v2::model_config))
-        .routes(routes!(v2::model_stats))
-        .routes(routes!(v2::infer))
-        .routes(routes!(v2::version_metadata))
-        .routes(routes!(v2::version_ready))
-        .routes(routes!(v2::version_config))
-        .routes(routes!(v2::version_stats))
-        .routes(routes!(v2::version_infer))
-        .routes(routes!(v2::repository_index))
-        .routes(routes!(v2::repository_load))
-        .routes(routes!(v2::repository_unload))
-        .routes(routes!(v2::metrics))
+        .routes(routes!(v2_models::server_metadata))
+        .routes(routes!(v2_models::live))
+        .routes(routes!(v2_models::ready))
+        .routes(routes!(v2_admin::all_stats))
+        .routes(routes!(v2_models::model_metadata))
+        .routes(routes!(v2_models::model_ready))
+        .routes(routes!(v2_models::model_config))
+        .routes(routes!(v2_admin::model_stats))
+        .routes(routes!(v2_infer::infer))
+        .routes(routes!(v2_models::version_metadata))
+        .routes(routes!(v2_models::version_ready))
+        .routes(routes!(v2_models::version_config))
+        .routes(routes!(v2_admin::version_stats))
+        .routes(routes!(v2_infer::version_infer))
+        .routes(routes!(v2_admin::repository_index))
+        .routes(routes!(v2_admin::repository_load))
+        .routes(routes!(v2_admin::repository_unload))
+        .routes(routes!(v2_admin::metrics))
         .routes(routes!(v1::embeddings))
         .routes(routes!(v1::classify))
         .routes(routes!(v1::predict))
@@ -116,8 +116,11 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
         ])
 }
 
-async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::MethodNotAllowed(format!("method {method} not allowed on {}", uri.path()))
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> Error {
+    Error::new(
+        ErrorKind::MethodNotAllowed,
+        format!("method {method} not allowed on {}", uri.path()),
+    )
 }
 
 /// A path whose percent-escapes do not decode to UTF-8 names no model (names are UTF-8):
@@ -131,7 +134,7 @@ async fn utf8_path(
     if percent_decodes_to_utf8(req.uri().path()) {
         next.run(req).await
     } else {
-        ApiError::NotFound(format!(
+        Error::not_found(format!(
             "no model at {}: the path is not valid UTF-8 once percent-decoded",
             req.uri().path()
         ))
@@ -161,8 +164,8 @@ fn percent_decodes_to_utf8(path: &str) -> bool {
     std::str::from_utf8(&decoded).is_ok()
 }
 
-async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::NotFound(format!("no route {}", uri.path()))
+async fn not_found(uri: axum::http::Uri) -> Error {
+    Error::not_found(format!("no route {}", uri.path()))
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
-//! `/v1` task routes: OpenAI-compatible embeddings and image classification. Wire types
-//! here; the work is in `tasks`.
+//! Task doors: OpenAI-compatible `/v1/embeddings`, image classification and tabular
+//! prediction. Each maps its body onto the model's served input, calls the same
+//! [`Core::infer`](crate::service::Core::infer) as v2, and shapes the answer.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -7,21 +8,27 @@ use std::time::Instant;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, Path, State};
-use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use base64::Engine;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use super::bodies::*;
+use super::decode::TIMEOUT_HEADER;
+use super::encode::timing_headers;
+use super::error::{body_error, json_error};
 use super::openapi::{
-    error_kinds, Binary, ClassifierPath, ClassifyResponse, EmbeddingsInput, EmbeddingsResponse,
-    PredictResponse, TabularPath, TimeoutHeader,
+    error_kinds, Binary, ClassifierPath, EmbeddingsInput, TabularPath, TimeoutHeader,
 };
-use super::tasks::{self, f32_base64, task_schedule, Timing};
 use super::{AppState, RequestId};
-use crate::error::ApiError;
-use crate::metrics;
+use crate::error::{Error, Result};
+use crate::pipeline::post::top_k;
+use crate::pipeline::Pipeline;
 use crate::repository::Model;
+use crate::service::{Input, Request, Response as CoreResponse, Schedule};
+use crate::tensor::{Payload, TensorData};
 
 /// `POST /v1/embeddings` body (OpenAI's shape, plus Convoy's `truncate`).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -58,102 +65,108 @@ pub struct ClassifyRequest {
     pub top_k: Option<usize>,
 }
 
-fn body_bytes(st: &AppState, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|e| match e.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(format!(
-            "request body exceeds the limit of {} bytes (--max-body-bytes)",
-            st.max_body_bytes
-        )),
-        _ => ApiError::BadRequest(format!("request body: {e}")),
-    })
-}
-
-fn find(st: &AppState, name: &str) -> Result<Arc<Model>, ApiError> {
-    if st.is_shutting_down() {
-        return Err(ApiError::Unavailable("server is shutting down".into()));
-    }
-    st.repo.ready(name).ok_or_else(|| match st.repo.get(name) {
-        Some(_) => {
-            ApiError::Unavailable(format!("model {name:?} failed to load and is not serving"))
-        }
-        None => ApiError::NotFound(format!("model {name:?} not found")),
-    })
-}
-
-/// Counts the outcome in the model's metrics (or "unknown") and adds timing headers.
-fn finish(
-    st: &AppState,
-    model: &str,
-    started: Instant,
-    result: Result<(Value, Timing), ApiError>,
-) -> Response {
-    let known = st.repo.ready(model);
-    let mm = known.as_ref().map_or_else(
-        || metrics::unknown_model().clone(),
-        |m| m.batcher.metrics().clone(),
-    );
-    let elapsed = started.elapsed();
-    match result {
-        Ok((body, timing)) => {
-            mm.outcome("success");
-            mm.request.record(elapsed.as_secs_f64());
-            if let Some(m) = &known {
-                m.batcher.stats().record_request(true, elapsed);
-            }
-            let mut response = Json(body).into_response();
-            for (name, value) in timing.headers() {
-                if let Ok(v) = HeaderValue::from_str(&value) {
-                    response
-                        .headers_mut()
-                        .insert(HeaderName::from_static(name), v);
-                }
-            }
-            response
-        }
-        Err(e) => {
-            mm.outcome(e.kind());
-            e.into_response()
-        }
-    }
-}
-
-fn texts_of(input: Value) -> Result<Vec<String>, ApiError> {
-    match input {
-        Value::String(s) => Ok(vec![s]),
-        Value::Array(items) => items
-            .into_iter()
-            .enumerate()
-            .map(|(i, v)| match v {
-                Value::String(s) => Ok(s),
-                Value::Array(_) => Err(ApiError::Unprocessable(format!(
-                    "input[{i}]: token arrays are not supported; send text"
-                ))),
-                other => Err(ApiError::Unprocessable(format!(
-                    "input[{i}]: expected a string, got {other}"
-                ))),
-            })
-            .collect(),
-        other => Err(ApiError::Unprocessable(format!(
-            "input: expected a string or an array of strings, got {other}"
-        ))),
-    }
+/// `POST /v1/models/{m}/predict` body: raw named features.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"instance": {"age": 59, "sex": 2, "bmi": 32.1, "bp": 101,
+    "s1": 157, "s2": 93.2, "s3": 38, "s4": 4, "s5": 4.8598, "s6": 87}}))]
+pub struct PredictRequest {
+    /// One object of named features, or several in `instances`.
+    #[serde(default)]
+    #[schema(value_type = Option<std::collections::HashMap<String, f64>>)]
+    pub instance: Option<serde_json::Map<String, Value>>,
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<std::collections::HashMap<String, f64>>>)]
+    pub instances: Option<Vec<serde_json::Map<String, Value>>>,
 }
 
 error_kinds!(
     /// The task routes: every stage can refuse (body, model, queue, deadline, device).
     TaskErrors = [
-        "unauthorized",
-        "forbidden",
-        "bad_request",
-        "not_found",
-        "payload_too_large",
-        "unprocessable",
-        "too_many_requests",
-        "internal",
-        "unavailable",
-        "timeout",
+        Unauthorized,
+        Forbidden,
+        BadRequest,
+        NotFound,
+        PayloadTooLarge,
+        Unprocessable,
+        TooManyRequests,
+        Internal,
+        Unavailable,
+        Timeout,
     ]
 );
+
+/// The schedule of a task request: the timeout header, the model's defaults otherwise.
+fn schedule(headers: &HeaderMap, arrived: Instant, id: Arc<str>) -> Result<Schedule> {
+    let header_ms = headers.get(TIMEOUT_HEADER).and_then(|v| v.to_str().ok());
+    super::decode::schedule(None, header_ms, arrived, id)
+}
+
+/// A request of one BYTES input, as the task doors send it.
+fn bytes_request(name: &str, elements: Vec<Bytes>, field: &'static str) -> Request {
+    let mut input = Input::new(name, vec![elements.len()], Payload::Bytes(elements));
+    input.field = Some(field);
+    Request {
+        inputs: vec![input],
+        ..Request::default()
+    }
+}
+
+/// The first output's rows, `width` values each.
+fn rows(r: &CoreResponse) -> Result<Vec<&[f32]>> {
+    let out = r.outputs.first().ok_or_else(Error::internal)?;
+    let TensorData::F32(v) = &out.tensor.data else {
+        return Err(Error::internal());
+    };
+    Ok(v.chunks(out.tensor.row_len().max(1)).collect())
+}
+
+/// A task answer: its JSON body and the timing headers.
+fn answer<T: serde::Serialize>(body: T, r: &CoreResponse) -> Response {
+    let mut response = Json(body).into_response();
+    timing_headers(response.headers_mut(), &r.timing);
+    response
+}
+
+fn respond(result: Result<Response>) -> Response {
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn texts_of(input: Value) -> Result<Vec<Bytes>> {
+    let text = |i: Option<usize>, v: Value| match v {
+        Value::String(s) => Ok(Bytes::from(s)),
+        Value::Array(_) => Err(Error::unprocessable(format!(
+            "input[{}]: token arrays are not supported; send text",
+            i.unwrap_or(0)
+        ))),
+        other => Err(Error::unprocessable(match i {
+            Some(i) => format!("input[{i}]: expected a string, got {other}"),
+            None => format!("input: expected a string or an array of strings, got {other}"),
+        })),
+    };
+    match input {
+        Value::Array(items) if items.is_empty() => Err(Error::unprocessable(
+            "input: expected at least one text, got an empty list",
+        )),
+        Value::Array(items) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| text(Some(i), v))
+            .collect(),
+        other => Ok(vec![text(None, other)?]),
+    }
+}
+
+/// 422 unless `m` has the pipeline `is` accepts.
+fn require(m: &Model, is: fn(&Pipeline) -> bool, what: &str) -> Result<()> {
+    match &m.pipeline {
+        Some(p) if is(p) => Ok(()),
+        _ => Err(Error::unprocessable(format!(
+            "model {:?} is not {what}",
+            m.config.name
+        ))),
+    }
+}
 
 #[utoipa::path(post, path = "/v1/embeddings",
     summary = "Sentence embeddings (OpenAI's shape)",
@@ -175,57 +188,104 @@ pub async fn embeddings(
     State(st): State<AppState>,
     Extension(RequestId(id)): Extension<RequestId>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
-    let started = Instant::now();
-    let mut model = String::new();
-    let result = async {
-        let body = body_bytes(&st, body)?;
-        let req: EmbeddingsRequest = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")))?;
-        model = req.model.clone();
-        let base64 = match req.encoding_format.as_deref() {
-            None | Some("float") => false,
-            Some("base64") => true,
-            Some(other) => {
-                return Err(ApiError::Unprocessable(format!(
-                    "encoding_format: expected \"float\" or \"base64\", got {other:?}"
-                )))
+    let arrived = Instant::now();
+    let parsed = body
+        .map_err(|e| body_error(e, st.max_body_bytes))
+        .and_then(|b| serde_json::from_slice::<EmbeddingsRequest>(&b).map_err(json_error));
+    let req = match parsed {
+        Ok(req) => req,
+        Err(e) => return st.core.refused(arrived, e).into_response(),
+    };
+    let base64 = match req.encoding_format.as_deref() {
+        None | Some("float") => Ok(false),
+        Some("base64") => Ok(true),
+        Some(other) => Err(Error::unprocessable(format!(
+            "encoding_format: expected \"float\" or \"base64\", got {other:?}"
+        ))),
+    };
+    let (dimensions, truncate, input) = (req.dimensions, req.truncate, req.input);
+    let result = st
+        .core
+        .infer(&req.model, None, arrived, |m| {
+            require(
+                m,
+                |p| matches!(p, Pipeline::Embed { .. }),
+                "a text embedding model",
+            )?;
+            base64.clone()?;
+            if let Some(Pipeline::Embed { dim, .. }) = &m.pipeline {
+                if dimensions.is_some_and(|d| d != *dim) {
+                    return Err(Error::unprocessable(format!(
+                        "dimensions: model {:?} gives {dim}-dimensional embeddings, got {}",
+                        m.config.name,
+                        dimensions.unwrap_or(0)
+                    )));
+                }
             }
-        };
-        let m = find(&st, &req.model)?;
-        let texts = texts_of(req.input)?;
-        let sched = task_schedule(&m, None, &headers, id, started)?;
-        let mut timing = Timing::default();
-        let (vectors, tokens) =
-            tasks::embed(&st, &m, texts, req.truncate, "input", &sched, &mut timing).await?;
-        if let Some(d) = req.dimensions {
-            let width = vectors.first().map_or(0, Vec::len);
-            if d != width {
-                return Err(ApiError::Unprocessable(format!(
-                    "dimensions: model {:?} gives {width}-dimensional embeddings, got {d}",
-                    req.model
-                )));
-            }
-        }
-        let data: Vec<Value> = vectors
-            .iter()
+            let mut request = bytes_request("text", texts_of(input)?, "input");
+            request.truncate = truncate;
+            Ok((request, schedule(&headers, arrived, id)?))
+        })
+        .await;
+    respond(result.and_then(|r| {
+        let base64 = base64?;
+        let data = rows(&r)?
+            .into_iter()
             .enumerate()
-            .map(|(i, v)| {
-                let embedding = if base64 { f32_base64(v) } else { json!(v) };
-                json!({"object": "embedding", "index": i, "embedding": embedding})
+            .map(|(i, v)| Embedding {
+                object: "embedding",
+                index: i as u64,
+                embedding: if base64 {
+                    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                    EmbeddingData::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
+                } else {
+                    EmbeddingData::Floats(v.to_vec())
+                },
             })
             .collect();
-        let body = json!({
-            "object": "list",
-            "data": data,
-            "model": req.model,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        });
-        Ok((body, timing))
+        let tokens = r.tokens.unwrap_or(0) as u64;
+        let body = EmbeddingsResponse {
+            object: "list",
+            data,
+            model: req.model.clone(),
+            usage: EmbeddingsUsage {
+                prompt_tokens: tokens,
+                total_tokens: tokens,
+            },
+        };
+        Ok(answer(body, &r))
+    }))
+}
+
+/// The images of a classify body: the body itself for an image or octet-stream content
+/// type, base64 strings in JSON otherwise (decoded by the core, as on v2).
+fn images_of(headers: &HeaderMap, body: Bytes) -> Result<(Vec<Bytes>, Option<usize>)> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if content_type.starts_with("image/") || content_type.starts_with("application/octet-stream") {
+        return Ok((vec![body], None));
     }
-    .await;
-    finish(&st, &model, started, result)
+    let req: ClassifyRequest = serde_json::from_slice(&body).map_err(json_error)?;
+    let images = match (req.image, req.images) {
+        (Some(one), None) => vec![Bytes::from(one)],
+        (None, Some(many)) if !many.is_empty() => many.into_iter().map(Bytes::from).collect(),
+        (None, Some(_)) => {
+            return Err(Error::unprocessable(
+                "images: expected at least one image, got none",
+            ))
+        }
+        _ => {
+            return Err(Error::unprocessable(
+                "body: give exactly one of `image` (base64) or `images` (array of base64)",
+            ))
+        }
+    };
+    Ok((images, req.top_k))
 }
 
 #[utoipa::path(post, path = "/v1/models/{model}/classify",
@@ -252,66 +312,56 @@ pub async fn embeddings(
     ))]
 pub async fn classify(
     State(st): State<AppState>,
-    Path(model): Path<String>,
+    Path(p): Path<ClassifierPath>,
     Extension(RequestId(id)): Extension<RequestId>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
-    let started = Instant::now();
-    let result = async {
-        let m = find(&st, &model)?;
-        let body = body_bytes(&st, body)?;
-        let content_type = headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
-        let (images, top_k) = if content_type.starts_with("image/")
-            || content_type.starts_with("application/octet-stream")
-        {
-            (vec![body], None)
-        } else {
-            let req: ClassifyRequest = serde_json::from_slice(&body)
-                .map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")))?;
-            let images =
-                match (req.image, req.images) {
-                    (Some(one), None) => vec![tasks::decode_base64("image", &one)?],
-                    (None, Some(many)) => many
-                        .iter()
-                        .enumerate()
-                        .map(|(i, s)| tasks::decode_base64(&format!("images[{i}]"), s))
-                        .collect::<Result<_, _>>()?,
-                    _ => return Err(ApiError::Unprocessable(
-                        "body: give exactly one of `image` (base64) or `images` (array of base64)"
-                            .into(),
-                    )),
-                };
-            (images, req.top_k)
+    let arrived = Instant::now();
+    let limit = st.max_body_bytes;
+    let mut k = None;
+    let result = st
+        .core
+        .infer(&p.model, None, arrived, |m| {
+            require(
+                m,
+                |p| matches!(p, Pipeline::Classify { .. }),
+                "an image classifier",
+            )?;
+            let body = body.map_err(|e| body_error(e, limit))?;
+            let (images, top_k) = images_of(&headers, body)?;
+            k = top_k;
+            let request = bytes_request("image", images, "images");
+            Ok((request, schedule(&headers, arrived, id)?))
+        })
+        .await;
+    respond(result.and_then(|r| {
+        let Some(Pipeline::Classify {
+            labels, top_k: k0, ..
+        }) = &r.model.pipeline
+        else {
+            return Err(Error::internal());
         };
-        let sched = task_schedule(&m, None, &headers, id, started)?;
-        let mut timing = Timing::default();
-        let results =
-            tasks::classify(&st, &m, images, top_k, "images", &sched, &mut timing).await?;
-        let predictions: Vec<Value> = results.into_iter().map(|(top, _)| json!(top)).collect();
-        Ok((json!({"model": model, "predictions": predictions}), timing))
-    }
-    .await;
-    finish(&st, &model, started, result)
-}
-
-/// `POST /v1/models/{m}/predict` body: raw named features.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"instance": {"age": 59, "sex": 2, "bmi": 32.1, "bp": 101,
-    "s1": 157, "s2": 93.2, "s3": 38, "s4": 4, "s5": 4.8598, "s6": 87}}))]
-pub struct PredictRequest {
-    /// One object of named features, or several in `instances`.
-    #[serde(default)]
-    #[schema(value_type = Option<std::collections::HashMap<String, f64>>)]
-    pub instance: Option<serde_json::Map<String, Value>>,
-    #[serde(default)]
-    #[schema(value_type = Option<Vec<std::collections::HashMap<String, f64>>>)]
-    pub instances: Option<Vec<serde_json::Map<String, Value>>>,
+        let k = k.unwrap_or(*k0).clamp(1, labels.len());
+        let predictions = rows(&r)?
+            .into_iter()
+            .map(|probs| {
+                top_k(probs, k)
+                    .into_iter()
+                    .map(|(index, score)| Prediction {
+                        index: index as u64,
+                        label: labels[index].clone(),
+                        score: score.is_finite().then_some(score),
+                    })
+                    .collect()
+            })
+            .collect();
+        let body = ClassifyResponse {
+            model: p.model.clone(),
+            predictions,
+        };
+        Ok(answer(body, &r))
+    }))
 }
 
 #[utoipa::path(post, path = "/v1/models/{model}/predict",
@@ -332,39 +382,56 @@ pub struct PredictRequest {
     ))]
 pub async fn predict(
     State(st): State<AppState>,
-    Path(model): Path<String>,
+    Path(p): Path<TabularPath>,
     Extension(RequestId(id)): Extension<RequestId>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: std::result::Result<Bytes, BytesRejection>,
 ) -> Response {
-    let started = Instant::now();
-    let result = async {
-        let m = find(&st, &model)?;
-        let Some(crate::pipeline::Pipeline::Tabular { params, .. }) = &m.pipeline else {
-            return Err(ApiError::Unprocessable(format!("model {model:?} is not a tabular model")));
+    let arrived = Instant::now();
+    let limit = st.max_body_bytes;
+    let result = st
+        .core
+        .infer(&p.model, None, arrived, |m| {
+            let Some(Pipeline::Tabular { params, .. }) = &m.pipeline else {
+                return Err(Error::unprocessable(format!(
+                    "model {:?} is not a tabular model",
+                    p.model
+                )));
+            };
+            let body = body.map_err(|e| body_error(e, limit))?;
+            let req: PredictRequest = serde_json::from_slice(&body).map_err(json_error)?;
+            let instances = match (req.instance, req.instances) {
+                (Some(one), None) => vec![one],
+                (None, Some(many)) if !many.is_empty() => many,
+                (None, Some(_)) => {
+                    return Err(Error::unprocessable(
+                        "instances: expected at least one instance, got none",
+                    ))
+                }
+                _ => return Err(Error::unprocessable(
+                    "body: give exactly one of `instance` (an object) or `instances` (an array of objects)",
+                )),
+            };
+            let raw = params.rows(&instances, "instances")?;
+            let shape = vec![instances.len(), params.features.len()];
+            let mut input = Input::new("features", shape, Payload::Numeric(TensorData::F32(raw)));
+            input.field = Some("instances");
+            let request = Request {
+                inputs: vec![input],
+                ..Request::default()
+            };
+            Ok((request, schedule(&headers, arrived, id)?))
+        })
+        .await;
+    respond(result.and_then(|r| {
+        let predictions = rows(&r)?
+            .into_iter()
+            .map(|row| row.first().copied().filter(|y| y.is_finite()))
+            .collect();
+        let body = PredictResponse {
+            model: p.model.clone(),
+            predictions,
         };
-        let body = body_bytes(&st, body)?;
-        let req: PredictRequest =
-            serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid request body: {e}")))?;
-        let instances = match (req.instance, req.instances) {
-            (Some(one), None) => vec![one],
-            (None, Some(many)) => many,
-            _ => {
-                return Err(ApiError::Unprocessable(
-                    "body: give exactly one of `instance` (an object) or `instances` (an array of objects)".into(),
-                ))
-            }
-        };
-        let t0 = Instant::now();
-        let rows = params.rows(&instances, "instances")?;
-        let sched = task_schedule(&m, None, &headers, id, started)?;
-        let mut timing = Timing {
-            pre_us: t0.elapsed().as_micros() as u64,
-            ..Timing::default()
-        };
-        let predictions = tasks::predict(&m, rows, &sched, &mut timing).await?;
-        Ok((json!({"model": model, "predictions": predictions}), timing))
-    }
-    .await;
-    finish(&st, &model, started, result)
+        Ok(answer(body, &r))
+    }))
 }

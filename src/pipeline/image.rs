@@ -100,6 +100,13 @@ pub fn preprocess(bytes: &[u8], p: &ImageParams, field: &str) -> Result<Vec<f32>
         .with_guessed_format()
         .map_err(|e| bad(format!("cannot read the image: {e}")))?;
     match reader.format() {
+        Some(ImageFormat::Jpeg) if !jpeg_is_complete(bytes) => {
+            return Err(bad(
+                "the JPEG data is cut short (no end-of-image marker after its last scan); \
+                 send the whole file"
+                    .into(),
+            ))
+        }
         Some(ImageFormat::Png | ImageFormat::Jpeg) => {}
         Some(other) => {
             return Err(bad(format!(
@@ -130,6 +137,20 @@ pub fn preprocess(bytes: &[u8], p: &ImageParams, field: &str) -> Result<Vec<f32>
         .decode()
         .map_err(|e| bad(format!("cannot decode the image: {e}")))?;
     transform(img, p)
+}
+
+/// Whether a JPEG stream ends its last scan: an end-of-image marker (`FF D9`) after the
+/// last start-of-scan (`FF DA`). The decoder fills a cut-short scan with grey and calls
+/// it a success, so a truncated upload would otherwise be classified as a half-grey
+/// image. Inside entropy-coded data `FF` is always followed by `00` or a restart marker,
+/// so `FF D9` there is the real end; an embedded thumbnail's markers come before the
+/// main scan.
+pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last = |marker: u8| bytes.windows(2).rposition(|w| w == [0xFF, marker]);
+    match (last(0xDA), last(0xD9)) {
+        (Some(sos), Some(eoi)) => eoi > sos,
+        _ => false,
+    }
 }
 
 /// The size an image of `w`×`h` pixels is resized to before the crop: exact for
@@ -233,6 +254,27 @@ mod tests {
             .write_to(&mut out, image::ImageFormat::Png)
             .unwrap();
         out.into_inner()
+    }
+
+    #[test]
+    fn a_truncated_jpeg_is_refused_and_the_whole_one_accepted() {
+        let img = ImageBuffer::from_fn(64, 64, |x, y| Rgb([(x * 4) as u8, (y * 4) as u8, 9]));
+        let mut out = Cursor::new(Vec::new());
+        DynamicImage::ImageRgb8(img)
+            .write_to(&mut out, image::ImageFormat::Jpeg)
+            .unwrap();
+        let jpeg = out.into_inner();
+        assert!(jpeg_is_complete(&jpeg));
+        assert!(preprocess(&jpeg, &params(), "image").is_ok());
+        let cut = &jpeg[..jpeg.len() * 2 / 3];
+        assert!(!jpeg_is_complete(cut));
+        let e = preprocess(cut, &params(), "images[0]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("images[0]: the JPEG data is cut short"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -16,8 +16,8 @@ use serde::Deserialize;
 use self::image::ImageParams;
 use self::tabular::TabularParams;
 use self::text::TextStage;
-use crate::repository::TensorSpec;
 use crate::tensor::DataType;
+use crate::tensor::TensorSpec;
 
 /// Errors of the stages. Input errors name the request field.
 #[derive(Clone, Debug, thiserror::Error, PartialEq)]

@@ -54,9 +54,9 @@ impl TabularParams {
         Ok(())
     }
 
-    /// Standardised rows, row-major, from JSON objects of named raw features. Every
-    /// feature must be present, a finite number; unknown names are refused (a typo
-    /// would otherwise silently drop a feature).
+    /// Raw rows in the model's column order, row-major, from JSON objects of named
+    /// features. Every feature must be present, a number within the FP32 range; unknown
+    /// names are refused (a typo would otherwise silently drop a feature).
     pub fn rows(
         &self,
         instances: &[Map<String, Value>],
@@ -70,14 +70,16 @@ impl TabularParams {
                     self.features.join(", ")
                 )));
             }
-            for (k, name) in self.features.iter().enumerate() {
+            for name in &self.features {
                 let v = obj.get(name).ok_or_else(|| {
                     PipelineError::Input(format!("{field}[{i}]: feature {name:?} is missing"))
                 })?;
-                let x = v.as_f64().filter(|x| x.is_finite()).ok_or_else(|| {
-                    PipelineError::Input(format!("{field}[{i}].{name}: expected a number, got {v}"))
-                })?;
-                out.push(((x - self.mean[k] as f64) / self.std[k] as f64) as f32);
+                let x = v.as_f64().map(|x| x as f32).filter(|x| x.is_finite());
+                out.push(x.ok_or_else(|| {
+                    PipelineError::Input(format!(
+                        "{field}[{i}].{name}: expected a number within the FP32 range, got {v}"
+                    ))
+                })?);
             }
         }
         Ok(out)
@@ -120,9 +122,11 @@ mod tests {
 
     #[test]
     fn named_features_in_any_order_become_standardised_rows() {
-        let rows = params()
+        let mut rows = params()
             .rows(&[obj(json!({"bmi": 30, "age": 40}))], "instances")
             .unwrap();
+        assert_eq!(rows, vec![40.0, 30.0]);
+        params().standardize(&mut rows);
         assert_eq!(rows, vec![-1.0, 1.0]);
         assert_eq!(params().denormalize(-1.0), 75.0);
         let mut raw = vec![40.0, 30.0, 60.0, 20.0];
@@ -137,6 +141,7 @@ mod tests {
         assert!(e(json!({"age": 1})).contains("instances[0]: feature \"bmi\" is missing"));
         assert!(e(json!({"age": 1, "bmi": 2, "agee": 3})).contains("unknown feature \"agee\""));
         assert!(e(json!({"age": "old", "bmi": 2})).contains("instances[0].age: expected a number"));
+        assert!(e(json!({"age": 1e308, "bmi": 2})).contains("within the FP32 range"));
     }
 
     #[test]

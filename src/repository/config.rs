@@ -121,14 +121,7 @@ fn default_queue_size() -> usize {
 /// Rows that may wait in a model's queue when `model.toml` does not say.
 pub const DEFAULT_QUEUE_ROWS: usize = 4096;
 
-/// One declared input or output; `dims` exclude the batch dimension when the model
-/// batches, and -1 marks a dynamic dimension.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TensorSpec {
-    pub name: String,
-    pub datatype: DataType,
-    pub dims: Vec<i64>,
-}
+pub use crate::tensor::TensorSpec;
 
 /// How the dynamic batcher treats this model.
 #[derive(Clone, Debug, PartialEq)]

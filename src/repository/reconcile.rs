@@ -1,7 +1,7 @@
 //! Cross-checks what `model.toml` declares against what the ONNX graph says. Pure.
 
 use crate::backend::ort::GraphTensor;
-use crate::repository::config::TensorSpec;
+use crate::tensor::TensorSpec;
 
 /// Returns the specs to serve, in graph order: the declared ones checked against the
 /// graph, or, when none are declared, the graph's own. `table` is "input" or "output"

@@ -14,14 +14,16 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use convoy::batching::batch::{split, stack};
-use convoy::http::decode::{decode_inputs, schedule, ValidInputs};
+use convoy::error::{Error, ErrorKind};
+use convoy::http::decode::{decode_inputs, schedule};
 use convoy::http::dto::InferRequest;
 use convoy::pipeline::image::{preprocess, ImageParams};
 use convoy::pipeline::text::TextStage;
 use convoy::pipeline::PipelineError;
 use convoy::repository::config::BatchingConfig;
-use convoy::repository::TensorSpec;
-use convoy::tensor::{element_count, DataType};
+use convoy::service::validate;
+use convoy::service::Input;
+use convoy::tensor::{element_count, DataType, Payload, ServedSpec, Tensor, TensorSpec};
 
 fn spec(name: &str, datatype: DataType, dims: &[i64]) -> TensorSpec {
     TensorSpec {
@@ -64,37 +66,54 @@ fn scheduled_model() -> BatchingConfig {
     }
 }
 
+/// The decoder's answer checked against a model, as the core checks it.
+pub fn decode_for(
+    model: &str,
+    inputs: Vec<convoy::http::dto::InferInputRequest>,
+    specs: &[TensorSpec],
+    max_batch_size: usize,
+    binary: &[u8],
+) -> Result<(Vec<Input>, usize), Error> {
+    let served: Vec<ServedSpec> = specs.iter().map(ServedSpec::from).collect();
+    let decoded = decode_inputs(inputs, binary)?;
+    validate::inputs(model, decoded, &served, Some(max_batch_size))
+}
+
 /// What must hold of any decoder answer.
 fn check_decoded(
     model: &str,
-    result: Result<ValidInputs, convoy::error::ApiError>,
+    result: Result<(Vec<Input>, usize), Error>,
     specs: &[TensorSpec],
     max_batch_size: usize,
 ) {
-    let valid = match result {
+    let (inputs, rows) = match result {
         Err(e) => {
             // A malformed or mismatched request is the client's fault: 400 or 422.
             assert!(
-                matches!(e.kind(), "bad_request" | "unprocessable"),
-                "{model}: a request error must be 400/422, got {} ({e})",
-                e.kind()
+                matches!(e.kind, ErrorKind::BadRequest | ErrorKind::Unprocessable),
+                "{model}: a request error must be 400/422, got {:?} ({e})",
+                e.kind
             );
             return;
         }
         Ok(v) => v,
     };
-    assert_eq!(
-        valid.tensors.len(),
-        specs.len(),
-        "{model}: one tensor per input"
-    );
+    assert_eq!(inputs.len(), specs.len(), "{model}: one tensor per input");
     assert!(
-        (1..=max_batch_size).contains(&valid.rows),
-        "{model}: {} rows accepted for max_batch_size {max_batch_size}",
-        valid.rows
+        (1..=max_batch_size).contains(&rows),
+        "{model}: {rows} rows accepted for max_batch_size {max_batch_size}"
     );
-    let mut key = Vec::new();
-    for (t, s) in valid.tensors.iter().zip(specs) {
+    let tensors: Vec<Tensor> = inputs
+        .into_iter()
+        .map(|i| match i.payload {
+            Payload::Numeric(data) => Tensor {
+                shape: i.shape,
+                data,
+            },
+            Payload::Bytes(_) => panic!("{model}: BYTES accepted for a numeric input"),
+        })
+        .collect();
+    for (t, s) in tensors.iter().zip(specs) {
         assert_eq!(
             t.data.datatype(),
             s.datatype,
@@ -102,7 +121,7 @@ fn check_decoded(
             s.name
         );
         assert_eq!(t.shape.len(), s.dims.len() + 1, "{model}: {} rank", s.name);
-        assert_eq!(t.shape[0], valid.rows, "{model}: {} rows", s.name);
+        assert_eq!(t.shape[0], rows, "{model}: {} rows", s.name);
         for (&want, &got) in s.dims.iter().zip(&t.shape[1..]) {
             assert!(
                 got > 0 && (want == -1 || want as usize == got),
@@ -119,18 +138,16 @@ fn check_decoded(
             t.data.len(),
             t.shape
         );
-        key.extend_from_slice(&t.shape[1..]);
     }
-    assert_eq!(&*valid.shape_key, key.as_slice(), "{model}: shape key");
     // What the batcher does next: two such requests stack and split back unchanged.
-    let refs = [valid.tensors.as_slice(), valid.tensors.as_slice()];
+    let refs = [tensors.as_slice(), tensors.as_slice()];
     let batch = stack(&refs, false).expect("two identical requests stack");
     for b in &batch {
-        assert_eq!(b.shape[0], 2 * valid.rows);
+        assert_eq!(b.shape[0], 2 * rows);
     }
-    let back = split(batch, &[valid.rows, valid.rows]).expect("a stacked batch splits");
-    assert_eq!(back[0], valid.tensors);
-    assert_eq!(back[1], valid.tensors);
+    let back = split(batch, &[rows, rows]).expect("a stacked batch splits");
+    assert_eq!(back[0], tensors);
+    assert_eq!(back[1], tensors);
 }
 
 /// A v2 infer body: the JSON part as the server parses it, then `binary` (the bytes
@@ -144,17 +161,17 @@ pub fn v2_body(json: &[u8], binary: &[u8]) {
         };
         if model == "mlp" {
             let arrived = Instant::now();
-            if let Ok((deadline, priority)) = schedule(
-                request.parameters.as_ref(),
-                None,
-                &scheduled_model(),
-                arrived,
-            ) {
-                assert!((1..=3).contains(&priority), "priority {priority}");
-                assert!(deadline.is_none_or(|d| d > arrived), "deadline in the past");
+            if let Ok(s) = schedule(request.parameters.as_ref(), None, arrived, "fuzz".into()) {
+                assert!(s.timeout.is_none_or(|t| !t.is_zero()), "zero timeout");
+                if let Ok((deadline, priority)) =
+                    convoy::service::schedule::resolve(&s, &scheduled_model())
+                {
+                    assert!((1..=3).contains(&priority), "priority {priority}");
+                    assert!(deadline.is_none_or(|d| d > arrived), "deadline in the past");
+                }
             }
         }
-        let result = decode_inputs(model, request.inputs, &specs, max, binary);
+        let result = decode_for(model, request.inputs, &specs, max, binary);
         check_decoded(model, result, &specs, max);
     }
 }
