@@ -21,6 +21,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::backend::ort::{resolve_library, Runtime};
+use crate::backend::BackendFactory;
 use crate::config::ServeConfig;
 use crate::http::{router, AppState, ServerInfo};
 use crate::repository::{LoadOptions, Repository};
@@ -31,11 +32,32 @@ pub fn prepare(config: &ServeConfig) -> anyhow::Result<AppState> {
     let metrics = metrics::install(!config.disable_metrics);
     let library = resolve_library(config.ort_lib.as_deref());
     let runtime = Runtime::init(&library)?;
+    state_with(config, Arc::new(runtime), metrics)
+}
+
+/// [`prepare`] with sessions from `factory` instead of ONNX Runtime (which is then
+/// never loaded, and `config.ort_lib` is not read): with
+/// [`backend::fake::FakeFactory`], a whole server for tests that need no runtime
+/// library and no model files beyond each `model.toml`.
+pub fn prepare_with(
+    config: &ServeConfig,
+    factory: Arc<dyn BackendFactory>,
+) -> anyhow::Result<AppState> {
+    let metrics = metrics::install(!config.disable_metrics);
+    state_with(config, factory, metrics)
+}
+
+fn state_with(
+    config: &ServeConfig,
+    factory: Arc<dyn BackendFactory>,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> anyhow::Result<AppState> {
+    let backend = factory.describe();
     let opts = LoadOptions {
         device: config.device,
         intra_op_threads: config.intra_op_threads,
     };
-    let repo = Repository::load(&config.model_repository, runtime, &opts).with_context(|| {
+    let repo = Repository::load(&config.model_repository, factory, &opts).with_context(|| {
         format!(
             "loading the model repository {}",
             config.model_repository.display()
@@ -51,8 +73,8 @@ pub fn prepare(config: &ServeConfig) -> anyhow::Result<AppState> {
         metrics,
         server: Arc::new(ServerInfo {
             device_requested: config.device.to_string(),
-            ort_library: runtime.library.display().to_string(),
-            cuda_available: runtime.cuda_available,
+            ort_library: backend.library,
+            cuda_available: backend.cuda_available,
         }),
         max_body_bytes: config.max_body_bytes,
         auth: Arc::new(crate::http::auth::AuthPolicy {

@@ -68,6 +68,7 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     rust_files(&src, &mut files);
+    let modules: BTreeSet<String> = files.iter().filter_map(|f| module_of(&src, f)).collect();
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for file in files {
         let Some(module) = module_of(&src, &file) else {
@@ -75,8 +76,9 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
         };
         let text = std::fs::read_to_string(&file).unwrap();
         let entry = edges.entry(module.clone()).or_default();
+        // Names at the crate root that are not modules (exported macros) are no edge.
         for target in crate_refs(&text) {
-            if target != module {
+            if target != module && modules.contains(&target) {
                 entry.insert(target);
             }
         }

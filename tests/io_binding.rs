@@ -7,6 +7,7 @@ mod common;
 use convoy::backend::ort::{OrtBackend, Runtime, Staging};
 use convoy::backend::{Backend, Device};
 use convoy::repository::config::ModelConfig;
+use convoy::repository::session_spec;
 use convoy::tensor::{Tensor, TensorData};
 
 use common::*;
@@ -14,8 +15,9 @@ use common::*;
 fn pair(model: &str) -> (OrtBackend, OrtBackend) {
     let runtime = Runtime::init(&ort_lib()).expect("runtime");
     let config = ModelConfig::load(&shipped_models().join(model)).expect("model.toml");
-    let (plain, _) = runtime.session(&config, Device::Cpu, 1).expect("session");
-    let (bound, _) = runtime.session(&config, Device::Cpu, 1).expect("session");
+    let spec = session_spec(&config, 1);
+    let (plain, _) = runtime.session(&spec, Device::Cpu).expect("session");
+    let (bound, _) = runtime.session(&spec, Device::Cpu).expect("session");
     assert_eq!(plain.staging(), None, "CPU sessions run unbound by default");
     let bound = bound.bind_io(Staging::Cpu).expect("IoBinding on CPU");
     assert_eq!(bound.staging(), Some(Staging::Cpu));

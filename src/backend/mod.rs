@@ -1,12 +1,19 @@
 //! The device side: a small synchronous trait owned by a dedicated worker thread.
 //!
 //! The batcher hands a backend whole batches (inputs in the model's declared order) and
-//! gets the outputs back in the declared order. Nothing here knows about HTTP or JSON.
+//! gets the outputs back in the declared order. Nothing here knows about HTTP or JSON,
+//! nor about config files: the repository describes a session with a [`SessionSpec`]
+//! and opens it through a [`BackendFactory`] (ONNX Runtime's [`ort::Runtime`] in the
+//! server, [`fake::FakeFactory`] in tests that run without ONNX Runtime).
 
+pub mod fake;
+pub mod options;
 pub mod ort;
 
 use std::fmt;
 use std::str::FromStr;
+
+pub use options::{ArenaExtend, ConvAlgoSearch, CudaOptions, GraphTensor, SessionSpec};
 
 use crate::tensor::Tensor;
 
@@ -35,6 +42,57 @@ pub trait Backend: Send + 'static {
     /// Inputs are borrowed: the ONNX Runtime backend runs on views of them (no copy),
     /// and a failed batch can be re-run request by request.
     fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, BackendError>;
+}
+
+/// A boxed backend runs as the backend in it, so a batcher can be started on sessions
+/// from any factory.
+impl Backend for Box<dyn Backend> {
+    fn run(&mut self, inputs: &[Tensor]) -> Result<Vec<Tensor>, BackendError> {
+        (**self).run(inputs)
+    }
+}
+
+/// One opened session and what it serves.
+pub struct BackendSession {
+    pub backend: Box<dyn Backend>,
+    /// The device it really runs on (`auto` resolved).
+    pub device: Device,
+    /// The graph's inputs, in the order `run` takes them.
+    pub inputs: Vec<GraphTensor>,
+    /// The graph's outputs, in the order `run` returns them.
+    pub outputs: Vec<GraphTensor>,
+}
+
+/// What a factory says about itself, for `GET /v2` and the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendInfo {
+    /// Which backend: "onnxruntime", "fake".
+    pub kind: &'static str,
+    /// The runtime library loaded (empty when there is none).
+    pub library: String,
+    /// Whether sessions can run on CUDA.
+    pub cuda_available: bool,
+}
+
+/// Opens sessions. One factory serves a whole repository, from any thread.
+pub trait BackendFactory: Send + Sync {
+    /// Opens one session of `spec` on `device` (`auto` resolves here to CUDA or CPU).
+    /// Errors: [`BackendError::Load`] when the model cannot be loaded (its file missing
+    /// included), [`BackendError::Device`] when the device cannot be used.
+    fn session(&self, spec: &SessionSpec, device: Device) -> Result<BackendSession, BackendError>;
+
+    fn describe(&self) -> BackendInfo;
+}
+
+/// A factory behind a `'static` reference (the process-wide ONNX Runtime) is one too.
+impl<F: BackendFactory + ?Sized> BackendFactory for &'static F {
+    fn session(&self, spec: &SessionSpec, device: Device) -> Result<BackendSession, BackendError> {
+        (**self).session(spec, device)
+    }
+
+    fn describe(&self) -> BackendInfo {
+        (**self).describe()
+    }
 }
 
 /// Where models run (`--device`).

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use crate::backend::{ArenaExtend, ConvAlgoSearch, CudaOptions};
 use crate::tensor::DataType;
 
 /// Errors of the model repository layer: every message names the file and the field.
@@ -190,93 +191,42 @@ pub struct InstanceConfig {
     pub intra_op_threads: usize,
 }
 
-/// How the CUDA arena grows (`[cuda] arena_extend_strategy`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ArenaExtend {
-    NextPowerOfTwo,
-    SameAsRequested,
-}
-
-/// How cuDNN picks convolution algorithms (`[cuda] cudnn_conv_algo_search`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConvAlgoSearch {
-    Exhaustive,
-    Heuristic,
-    Default,
-}
-
-/// CUDA execution provider options from `[cuda]`; `None` leaves ONNX Runtime's default.
-/// Ignored on CPU. Each session (`instances.count` of them) gets its own arena, so
-/// `gpu_mem_limit` is per instance.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CudaOptions {
-    /// Bytes the session's CUDA memory arena may hold (ORT default: unlimited).
-    pub gpu_mem_limit: Option<u64>,
-    /// ORT default: next power of two.
-    pub arena_extend_strategy: Option<ArenaExtend>,
-    /// ORT default: exhaustive (benchmarks every algorithm on first use of a shape).
-    pub cudnn_conv_algo_search: Option<ConvAlgoSearch>,
-    /// Let cuDNN use as much workspace as the fastest algorithm wants (ORT default: on).
-    pub cudnn_conv_use_max_workspace: Option<bool>,
-    /// TF32 for FP32 matmuls and convolutions on Ampere and newer (ORT default: off; on
-    /// changes FP32 results at about 1e-3 relative).
-    pub use_tf32: Option<bool>,
-    /// Stage each batch's inputs in pinned host memory and bind the outputs to pinned
-    /// host memory (ONNX Runtime's IoBinding), so the copies to and from the GPU are
-    /// single DMA transfers. Convoy's default: on.
-    pub io_binding: bool,
-}
-
-impl Default for CudaOptions {
-    fn default() -> CudaOptions {
-        CudaOptions {
-            gpu_mem_limit: None,
-            arena_extend_strategy: None,
-            cudnn_conv_algo_search: None,
-            cudnn_conv_use_max_workspace: None,
-            use_tf32: None,
-            io_binding: true,
-        }
+/// Validates `[cuda]` into the backend's options.
+fn cuda_options(raw: RawCuda) -> Result<CudaOptions, String> {
+    if raw.gpu_mem_limit == Some(0) {
+        return Err(
+            "field `cuda.gpu_mem_limit`: expected a positive number of bytes, got 0".into(),
+        );
     }
-}
-
-impl CudaOptions {
-    fn from_raw(raw: RawCuda) -> Result<CudaOptions, String> {
-        if raw.gpu_mem_limit == Some(0) {
-            return Err(
-                "field `cuda.gpu_mem_limit`: expected a positive number of bytes, got 0".into(),
-            );
+    let arena_extend_strategy = match raw.arena_extend_strategy.as_deref() {
+        None => None,
+        Some("next_power_of_two") => Some(ArenaExtend::NextPowerOfTwo),
+        Some("same_as_requested") => Some(ArenaExtend::SameAsRequested),
+        Some(other) => {
+            return Err(format!(
+                "field `cuda.arena_extend_strategy`: expected \"next_power_of_two\" or \"same_as_requested\", got {other:?}"
+            ))
         }
-        let arena_extend_strategy = match raw.arena_extend_strategy.as_deref() {
-            None => None,
-            Some("next_power_of_two") => Some(ArenaExtend::NextPowerOfTwo),
-            Some("same_as_requested") => Some(ArenaExtend::SameAsRequested),
-            Some(other) => {
-                return Err(format!(
-                    "field `cuda.arena_extend_strategy`: expected \"next_power_of_two\" or \"same_as_requested\", got {other:?}"
-                ))
-            }
-        };
-        let cudnn_conv_algo_search = match raw.cudnn_conv_algo_search.as_deref() {
-            None => None,
-            Some("exhaustive") => Some(ConvAlgoSearch::Exhaustive),
-            Some("heuristic") => Some(ConvAlgoSearch::Heuristic),
-            Some("default") => Some(ConvAlgoSearch::Default),
-            Some(other) => {
-                return Err(format!(
-                    "field `cuda.cudnn_conv_algo_search`: expected \"exhaustive\", \"heuristic\" or \"default\", got {other:?}"
-                ))
-            }
-        };
-        Ok(CudaOptions {
-            gpu_mem_limit: raw.gpu_mem_limit,
-            arena_extend_strategy,
-            cudnn_conv_algo_search,
-            cudnn_conv_use_max_workspace: raw.cudnn_conv_use_max_workspace,
-            use_tf32: raw.use_tf32,
-            io_binding: raw.io_binding.unwrap_or(true),
-        })
-    }
+    };
+    let cudnn_conv_algo_search = match raw.cudnn_conv_algo_search.as_deref() {
+        None => None,
+        Some("exhaustive") => Some(ConvAlgoSearch::Exhaustive),
+        Some("heuristic") => Some(ConvAlgoSearch::Heuristic),
+        Some("default") => Some(ConvAlgoSearch::Default),
+        Some(other) => {
+            return Err(format!(
+                "field `cuda.cudnn_conv_algo_search`: expected \"exhaustive\", \"heuristic\" or \"default\", got {other:?}"
+            ))
+        }
+    };
+    Ok(CudaOptions {
+        gpu_mem_limit: raw.gpu_mem_limit,
+        arena_extend_strategy,
+        cudnn_conv_algo_search,
+        cudnn_conv_use_max_workspace: raw.cudnn_conv_use_max_workspace,
+        use_tf32: raw.use_tf32,
+        io_binding: raw.io_binding.unwrap_or(true),
+    })
 }
 
 /// A validated `model.toml`. Empty `inputs`/`outputs` mean "take them from the graph".
@@ -440,7 +390,7 @@ impl ModelConfig {
         if let Some(p) = &raw.pipeline {
             crate::pipeline::Pipeline::validate(p).map_err(invalid)?;
         }
-        let cuda = CudaOptions::from_raw(raw.cuda).map_err(invalid)?;
+        let cuda = cuda_options(raw.cuda).map_err(invalid)?;
         let model_path = path
             .parent()
             .unwrap_or_else(|| Path::new("."))

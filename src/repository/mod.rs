@@ -9,8 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
-use crate::backend::ort::{OrtBackend, Runtime};
-use crate::backend::{BackendError, Device};
+use crate::backend::{Backend, BackendError, BackendFactory, Device, GraphTensor, SessionSpec};
 use crate::batching::Batcher;
 use crate::metrics;
 use crate::pipeline::Pipeline;
@@ -86,7 +85,7 @@ pub enum ControlError {
 /// while serving; readers take a cheap snapshot (an `Arc` clone) under a short lock.
 pub struct Repository {
     pub root: PathBuf,
-    runtime: &'static Runtime,
+    factory: Arc<dyn BackendFactory>,
     opts: LoadOptions,
     models: RwLock<BTreeMap<String, ModelState>>,
     /// Serializes load/unload so two admin calls cannot interleave their swaps.
@@ -94,12 +93,13 @@ pub struct Repository {
 }
 
 impl Repository {
-    /// Reads every `<root>/<dir>/model.toml`. Config errors (a bad field, a graph that
-    /// disagrees with its config) fail the whole load; a model file ONNX Runtime cannot
-    /// load leaves that one model `Failed`.
+    /// Reads every `<root>/<dir>/model.toml` and opens each model's sessions through
+    /// `factory`. Config errors (a bad field, a graph that disagrees with its config)
+    /// fail the whole load; a model file the backend cannot load leaves that one model
+    /// `Failed`.
     pub fn load(
         root: &Path,
-        runtime: &'static Runtime,
+        factory: Arc<dyn BackendFactory>,
         opts: &LoadOptions,
     ) -> Result<Repository, RepositoryError> {
         let configs = discover(root)?;
@@ -112,7 +112,7 @@ impl Repository {
         let mut models = BTreeMap::new();
         for config in configs {
             let name = config.name.clone();
-            let state = match load_one(config.clone(), runtime, opts) {
+            let state = match load_one(config.clone(), factory.as_ref(), opts) {
                 Ok(state) => state,
                 Err(StartError::Config(e)) => return Err(e),
                 Err(StartError::Backend(e)) => {
@@ -127,7 +127,7 @@ impl Repository {
         }
         Ok(Repository {
             root: root.to_path_buf(),
-            runtime,
+            factory,
             opts: opts.clone(),
             models: RwLock::new(models),
             control: Mutex::new(()),
@@ -212,7 +212,7 @@ impl Repository {
             .into_iter()
             .find(|c| c.name == name)
             .ok_or_else(|| ControlError::NotFound(name.to_string()))?;
-        let state = match load_one(config, self.runtime, &self.opts) {
+        let state = match load_one(config, self.factory.as_ref(), &self.opts) {
             Ok(ModelState::Failed { error, .. }) => {
                 return Err(ControlError::Failed {
                     name: name.to_string(),
@@ -265,17 +265,17 @@ impl Repository {
     }
 }
 
-/// Starts one model: `Ready`, or `Failed` when ONNX Runtime cannot load its file under
+/// Starts one model: `Ready`, or `Failed` when the backend cannot load its model under
 /// `--device auto`/`cpu`. Errors: a config the graph contradicts, or a device that
 /// was asked for explicitly and cannot work.
 fn load_one(
     config: ModelConfig,
-    runtime: &Runtime,
+    factory: &dyn BackendFactory,
     opts: &LoadOptions,
 ) -> Result<ModelState, StartError> {
     let name = config.name.clone();
     let started = std::time::Instant::now();
-    let state = match start_model(config.clone(), runtime, opts) {
+    let state = match start_model(config.clone(), factory, opts) {
         Ok(model) => {
             tracing::info!(model = %name, device = %model.device, instances = model.instances,
                 max_batch_size = model.config.batching.max_batch_size, "model ready");
@@ -336,36 +336,56 @@ enum StartError {
     Backend(BackendError),
 }
 
+/// What the backend needs to open `config`'s sessions: its file, threads (the model's
+/// `instances.intra_op_threads`, else `default_threads`), `[cuda]` options, and the
+/// tensors it declares (batch dimension first, as -1).
+pub fn session_spec(config: &ModelConfig, default_threads: usize) -> SessionSpec {
+    let declared = |specs: &[TensorSpec]| -> Vec<GraphTensor> {
+        specs
+            .iter()
+            .map(|t| GraphTensor {
+                name: t.name.clone(),
+                datatype: Some(t.datatype),
+                shape: std::iter::once(-1).chain(t.dims.iter().copied()).collect(),
+            })
+            .collect()
+    };
+    SessionSpec {
+        name: config.name.clone(),
+        model_path: config.model_path.clone(),
+        intra_op_threads: match config.instances.intra_op_threads {
+            0 => default_threads,
+            n => n,
+        },
+        cuda: config.cuda.clone(),
+        declared_inputs: declared(&config.inputs),
+        declared_outputs: declared(&config.outputs),
+    }
+}
+
 fn start_model(
     mut config: ModelConfig,
-    runtime: &Runtime,
+    factory: &dyn BackendFactory,
     opts: &LoadOptions,
 ) -> Result<Model, StartError> {
-    if !config.model_path.is_file() {
-        return Err(StartError::Backend(BackendError::Load(format!(
-            "{}: model file not found",
-            config.model_path.display()
-        ))));
-    }
-    let threads = match config.instances.intra_op_threads {
-        0 => opts.intra_op_threads,
-        n => n,
-    };
-    let (first, device) = runtime
-        .session(&config, opts.device, threads)
+    let spec = session_spec(&config, opts.intra_op_threads);
+    let first = factory
+        .session(&spec, opts.device)
         .map_err(StartError::Backend)?;
+    let device = first.device;
     let count = config.instances.count.unwrap_or(match device {
         Device::Cuda(_) => 2,
         _ => 1,
     });
-    let mut backends: Vec<OrtBackend> = Vec::with_capacity(count);
-    backends.push(first);
+    let (graph_inputs, graph_outputs) = (first.inputs, first.outputs);
+    let mut backends: Vec<Box<dyn Backend>> = Vec::with_capacity(count);
+    backends.push(first.backend);
     while backends.len() < count {
         // The rest go where the first one went.
-        let (backend, _) = runtime
-            .session(&config, device, threads)
+        let session = factory
+            .session(&spec, device)
             .map_err(StartError::Backend)?;
-        backends.push(backend);
+        backends.push(session.backend);
     }
     let toml = config.model_path.with_file_name("model.toml");
     let mismatch = |message: String| {
@@ -376,9 +396,9 @@ fn start_model(
     };
     let max = config.batching.max_batch_size;
     config.inputs =
-        reconcile::specs(&config.inputs, &backends[0].inputs, "input", max).map_err(mismatch)?;
+        reconcile::specs(&config.inputs, &graph_inputs, "input", max).map_err(mismatch)?;
     config.outputs =
-        reconcile::specs(&config.outputs, &backends[0].outputs, "output", max).map_err(mismatch)?;
+        reconcile::specs(&config.outputs, &graph_outputs, "output", max).map_err(mismatch)?;
     let pipeline = match &config.pipeline {
         None => None,
         Some(p) => {

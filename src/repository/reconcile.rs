@@ -1,6 +1,6 @@
 //! Cross-checks what `model.toml` declares against what the ONNX graph says. Pure.
 
-use crate::backend::ort::GraphTensor;
+use crate::backend::GraphTensor;
 use crate::tensor::TensorSpec;
 
 /// Returns the specs to serve, in graph order: the declared ones checked against the
