@@ -133,3 +133,30 @@ async fn reload_under_load_loses_nothing() {
     assert!(total > 50, "only {total} requests ran");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repository_bodies_that_are_not_json_get_400() {
+    let repo = mlp_repository("control-bodies", &[("gamma", None)]);
+    let s = TestServer::start(&repo).await;
+    for path in [
+        "/v2/repository/index",
+        "/v2/repository/models/gamma/load",
+        "/v2/repository/models/gamma/unload",
+    ] {
+        let r = s.post_raw(path, "{\"parameters\": ").await;
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(status, 400, "{path}: {v}");
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap()
+                .contains("invalid request body"),
+            "{v}"
+        );
+    }
+    // Still served: nothing was unloaded.
+    let (status, _) = s.get("/v2/models/gamma/ready").await;
+    assert_eq!(status, 200);
+    s.stop().await;
+}

@@ -519,3 +519,90 @@ async fn tabular_model_takes_named_raw_features() {
     assert_eq!(status, 422, "{v}");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncated_jpeg_is_refused_not_classified() {
+    model_file("efficientnet_lite0/model.onnx");
+    let png = png_bytes("efficientnet_lite0/samples/coffee.png");
+    let mut jpeg = std::io::Cursor::new(Vec::new());
+    image::load_from_memory(&png)
+        .unwrap()
+        .to_rgb8()
+        .write_to(&mut jpeg, image::ImageFormat::Jpeg)
+        .unwrap();
+    let jpeg = jpeg.into_inner();
+    assert!(jpeg.len() > 4000, "{} bytes", jpeg.len());
+    let s = TestServer::start(&shipped_models()).await;
+    let classify = |body: Vec<u8>| {
+        s.client
+            .post(s.url("/v1/models/efficientnet_lite0/classify"))
+            .header("content-type", "image/jpeg")
+            .body(body)
+            .send()
+    };
+    let whole = classify(jpeg.clone()).await.unwrap();
+    assert_eq!(whole.status(), 200);
+    let cut = classify(jpeg[..2000].to_vec()).await.unwrap();
+    assert_eq!(cut.status(), 422);
+    let v: Value = cut.json().await.unwrap();
+    assert!(v["error"].as_str().unwrap().contains("cut short"), "{v}");
+    // The same on v2, as binary BYTES.
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&jpeg[..2000]);
+    let (status, v) = s
+        .post(
+            "/v2/models/efficientnet_lite0/infer",
+            &json!({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [b64]}]}),
+        )
+        .await;
+    assert_eq!(status, 422, "{v}");
+    s.stop().await;
+}
+
+/// `convoy_requests_in_flight{model="minilm"}` from the exposition text.
+fn minilm_in_flight(text: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix("convoy_requests_in_flight{model=\"minilm\"} "))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embeddings_move_the_in_flight_gauge_under_load() {
+    model_file("minilm/model.onnx");
+    let s = TestServer::start(&shipped_models()).await;
+    let texts: Vec<String> = (0..64)
+        .map(|i| format!("sentence number {i} about dynamic batching on a busy server"))
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..8)
+        .map(|_| {
+            let (client, url, stop) = (s.client.clone(), s.url("/v1/embeddings"), stop.clone());
+            let body = json!({"model": "minilm", "input": texts});
+            tokio::spawn(async move {
+                let mut ok = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let r = client.post(&url).json(&body).send().await.unwrap();
+                    assert_eq!(r.status(), 200);
+                    ok += 1;
+                }
+                ok
+            })
+        })
+        .collect();
+    // Waits for the state (some requests counted in flight), bounded.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut peak: f64 = 0.0;
+    while peak < 1.0 && std::time::Instant::now() < deadline {
+        peak = peak.max(minilm_in_flight(&s.scrape().await));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut answered = 0;
+    for t in load {
+        answered += t.await.unwrap();
+    }
+    assert!(
+        peak >= 1.0,
+        "in flight stayed at 0 over {answered} requests"
+    );
+    assert_eq!(minilm_in_flight(&s.scrape().await), 0.0);
+    s.stop().await;
+}

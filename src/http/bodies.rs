@@ -5,7 +5,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::openapi::{EmbeddingVector, NumberOrNull};
+use super::schemas::{EmbeddingVector, NumberOrNull};
 
 /// A count and the total nanoseconds spent on it.
 #[derive(Clone, Copy, Debug, Default, Serialize, ToSchema)]

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::openapi::{Datatype, InputValues, OutputValues};
+use super::schemas::{Datatype, InputValues, OutputValues};
 
 use crate::tensor::TensorData;
 

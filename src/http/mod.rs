@@ -8,6 +8,7 @@ mod encode;
 pub mod error;
 pub mod openapi;
 mod request_id;
+pub mod schemas;
 mod v1;
 mod v2_admin;
 mod v2_infer;

@@ -19,9 +19,8 @@ use super::bodies::*;
 use super::decode::TIMEOUT_HEADER;
 use super::encode::timing_headers;
 use super::error::{body_error, json_error};
-use super::openapi::{
-    error_kinds, Binary, ClassifierPath, EmbeddingsInput, TabularPath, TimeoutHeader,
-};
+use super::openapi::{error_kinds, ClassifierPath, TabularPath, TimeoutHeader};
+use super::schemas::{Binary, EmbeddingsInput};
 use super::{AppState, RequestId};
 use crate::error::{Error, Result};
 use crate::pipeline::post::top_k;
