@@ -13,6 +13,7 @@
 pub mod admission;
 pub mod batch;
 pub mod company;
+pub mod config;
 pub mod cost;
 pub mod policy;
 pub mod queue;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use crate::tensor::Tensor;
+pub use config::{BatchingConfig, DEFAULT_QUEUE_ROWS};
 pub use policy::{Pending, ShapeKey};
 pub use scheduler::Batcher;
 
