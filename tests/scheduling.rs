@@ -8,6 +8,27 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{json, Value};
 
+/// The value of the sample `name{labels}` (labels exactly as rendered), if present.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Scrapes until `ok` holds for the metrics text, at most 15 s; returns the last text,
+/// for the caller to assert on.
+async fn scrape_until(s: &TestServer, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let text = s.scrape().await;
+        if ok(&text) || Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// An MLP config with batches of 8, a window of `delay_us` and `extra` lines in its
 /// [dynamic_batching] table.
 fn with_batching(delay_us: u64, extra: &str) -> String {
@@ -19,10 +40,10 @@ fn with_batching(delay_us: u64, extra: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_requests_get_504_at_their_deadline_and_never_run() {
-    // A 1 s window: the request would wait 1 s; its deadline is 60 ms.
+    // A 10 s window: the request would wait 10 s; its deadline is 60 ms.
     let repo = mlp_repository(
         "deadline",
-        &[("deadline", Some(&with_batching(1_000_000, "")))],
+        &[("deadline", Some(&with_batching(10_000_000, "")))],
     );
     let s = TestServer::start(&repo).await;
     let (rows, _) = reference();
@@ -36,7 +57,9 @@ async fn expired_requests_get_504_at_their_deadline_and_never_run() {
         v["error"].as_str().unwrap().contains("deadline passed"),
         "{v}"
     );
-    assert!(took < Duration::from_millis(500), "answered after {took:?}");
+    // Answered at its deadline, not after the window: half the window is slack enough
+    // for any machine.
+    assert!(took < Duration::from_secs(5), "answered after {took:?}");
     // The header form, in milliseconds.
     let r = s
         .client
@@ -47,27 +70,19 @@ async fn expired_requests_get_504_at_their_deadline_and_never_run() {
         .await
         .unwrap();
     assert_eq!(r.status(), 504);
-    let (_, stats) = s.get("/v2/models/deadline/stats").await;
-    assert_eq!(
-        stats["model_stats"][0]["execution_count"], 0,
-        "an expired request reached the device"
-    );
     // The handler's own timer may answer first on a loaded machine; the scheduler
     // still takes the entry out (and counts it) at its deadline, moments later.
-    let mut metrics = String::new();
-    for _ in 0..50 {
-        metrics = s.scrape().await;
-        if metrics.contains("convoy_expired_requests_total{model=\"deadline\"} 2") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(
-        metrics.contains("convoy_expired_requests_total{model=\"deadline\"} 2"),
-        "{metrics}"
-    );
+    let expired = "convoy_expired_requests_total{model=\"deadline\"}";
+    let metrics = scrape_until(&s, |t| sample(t, expired) == Some(2.0)).await;
+    assert_eq!(sample(&metrics, expired), Some(2.0), "{metrics}");
+    // Taken out of the queue, not run: the queue is empty and no batch ever ran.
     let (_, stats) = s.get("/v2/models/deadline/stats").await;
-    assert_eq!(stats["model_stats"][0]["execution_count"], 0);
+    let m = &stats["model_stats"][0];
+    assert_eq!(m["convoy"]["queued_rows"], 0, "{m}");
+    assert_eq!(
+        m["execution_count"], 0,
+        "an expired request reached the device"
+    );
     s.stop().await;
 }
 
@@ -100,7 +115,6 @@ async fn latency_target_learns_the_batch_cost_and_keeps_the_target() {
     let repo = mlp_repository("slo", &[("slo", Some(&toml))]);
     let s = TestServer::start(&repo).await;
     let (rows, want) = reference();
-    let mut worst = Duration::ZERO;
     for round in 0..5 {
         let mut tasks = Vec::new();
         for i in 0..8 {
@@ -108,29 +122,25 @@ async fn latency_target_learns_the_batch_cost_and_keeps_the_target() {
             let url = s.url("/v2/models/slo/infer");
             let body = mlp_body(&rows[i..i + 1]);
             tasks.push(tokio::spawn(async move {
-                let t0 = Instant::now();
                 let r = client.post(url).json(&body).send().await.unwrap();
                 let status = r.status();
                 let v: Value = r.json().await.unwrap();
-                (i, status, v, t0.elapsed())
+                (i, status, v)
             }));
         }
         for t in tasks {
-            let (i, status, v, took) = t.await.unwrap();
+            let (i, status, v) = t.await.unwrap();
             assert_eq!(status, 200, "round {round}: {v}");
             assert!((output_data(&v)[0] - want[i]).abs() < 1e-3);
-            worst = worst.max(took);
         }
     }
-    // 40 ms target; generous slack for a loaded 2-core test machine.
-    assert!(
-        worst < Duration::from_millis(400),
-        "worst latency {worst:?}"
-    );
+    // That the window keeps the target is the policy's unit tests' to show, on a
+    // hand-made clock; wall-clock latency here would measure the machine's load.
     let (_, stats) = s.get("/v2/models/slo/stats").await;
-    let cost = &stats["model_stats"][0]["convoy"]["batch_cost"];
-    assert!(cost["samples"].as_u64().unwrap() >= 1, "{cost}");
-    assert!(cost["per_unit_seconds"].as_f64().unwrap() >= 0.0);
+    let m = &stats["model_stats"][0];
+    let cost = &m["convoy"]["batch_cost"];
+    // Every batch taught the cost.
+    assert_eq!(cost["samples"], m["execution_count"], "{m}");
     let sizes = stats["model_stats"][0]["batch_stats"].as_array().unwrap();
     assert!(
         sizes.iter().any(|b| b["batch_size"].as_u64().unwrap() > 1),
@@ -169,11 +179,43 @@ async fn two_instances_share_the_queue() {
         let (i, v) = t.await.unwrap();
         assert!((output_data(&v)[0] - want[i % 16]).abs() < 1e-3, "{v}");
     }
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let metrics = s.scrape().await;
-    for instance in ["0", "1"] {
-        let series = format!("convoy_device_busy_ratio{{model=\"inst\",worker=\"{instance}\"}}");
-        assert!(metrics.contains(&series), "{series} missing");
+    // Both workers ran batches: while requests keep coming, a busy-ratio sample (once
+    // a second, over the second before) sees each of them working.
+    let ratio = |t: &str, w: &str| {
+        sample(
+            t,
+            &format!("convoy_device_busy_ratio{{model=\"inst\",worker=\"{w}\"}}"),
+        )
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let metrics = loop {
+        let wave: Vec<_> = (0..8usize)
+            .map(|i| {
+                let client = s.client.clone();
+                let url = s.url("/v2/models/inst/infer");
+                let body = mlp_body(&rows[i..i + 1]);
+                tokio::spawn(
+                    async move { client.post(url).json(&body).send().await.unwrap().status() },
+                )
+            })
+            .collect();
+        for t in wave {
+            assert_eq!(t.await.unwrap(), 200);
+        }
+        let text = s.scrape().await;
+        let both = ["0", "1"]
+            .iter()
+            .all(|w| ratio(&text, w).is_some_and(|r| r > 0.0));
+        if both || Instant::now() > deadline {
+            break text;
+        }
+    };
+    for w in ["0", "1"] {
+        let r = ratio(&metrics, w);
+        assert!(
+            r.is_some_and(|r| r > 0.0),
+            "worker {w} never ran a batch: {r:?}"
+        );
     }
     s.stop().await;
 }

@@ -1,29 +1,36 @@
-//! The dynamic batcher: a bounded queue per model, a scheduler task that forms batches
+//! The dynamic batcher: a bounded queue per model, a scheduler thread that forms batches
 //! with the pure [`policy`], and device worker threads that run them.
 //!
 //! ```text
-//! handler ── submit(Entry) ──▶ Queue (bounded, rows) ──▶ scheduler thread ── decide(queue, now)
-//!                                                              │ stack rows (batch.rs)
-//!                                                              ▼ channel (capacity = instances:
-//!                                                      worker threads    one batch prefetched)
-//!                                                              │ Backend::run, split rows
-//!  handler ◀── oneshot(Reply) ◀────────────────────────────────┘
+//! handler ── submit_all(entries) ──▶ State (one lock: queue, cost, company, running,
+//!                                    │       handed, calibration, slots; one condvar)
+//!                                    ▼
+//!                          scheduler thread ── decide(queue, now)   (dispatch.rs)
+//!                                    │ stack rows (batch.rs)
+//!                                    ▼ channel (capacity = instances: one batch prefetched)
+//!                          worker threads ── Backend::run, split rows (worker.rs)
+//!  handler ◀── oneshot(Reply) ◀──────┘
 //! ```
 
 pub mod admission;
 pub mod batch;
 pub mod company;
+pub mod config;
 pub mod cost;
+mod dispatch;
 pub mod policy;
 pub mod queue;
 pub mod scheduler;
+mod state;
 pub mod stats;
+mod worker;
 
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 
 use crate::tensor::Tensor;
+pub use config::{BatchingConfig, DEFAULT_QUEUE_ROWS};
 pub use policy::{Pending, ShapeKey};
 pub use scheduler::Batcher;
 

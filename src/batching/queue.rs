@@ -36,16 +36,47 @@ impl Queue {
         }
     }
 
-    /// Admits `entry`, or gives it back with the reason. `drain_per_row` is the
-    /// measured device time per row, used to tell the client when to retry.
+    /// Admits `entry`, or drops it and returns the reason (see [`Queue::push_all`]).
     pub fn push(&mut self, entry: Entry, drain_per_row: Duration) -> Result<(), SchedulerError> {
+        self.push_all(vec![entry], drain_per_row)
+            .map_err(|(reason, _)| reason)
+    }
+
+    /// Admits every entry of one request, or none: the row and token bounds are checked
+    /// for their sum. On refusal the entries are given back with the reason (so the
+    /// caller can drop them, which tells their receivers, outside its lock).
+    /// `drain_per_row` is the measured device time per row, used to tell the client when
+    /// to retry.
+    pub fn push_all(
+        &mut self,
+        entries: Vec<Entry>,
+        drain_per_row: Duration,
+    ) -> Result<(), (SchedulerError, Vec<Entry>)> {
+        let rows: usize = entries.iter().map(|e| e.pending.rows).sum();
+        let units: usize = entries.iter().map(|e| e.pending.units).sum();
+        if let Err(reason) = self.admits(rows, units, drain_per_row) {
+            return Err((reason, entries));
+        }
+        self.rows += rows;
+        self.units += units;
+        self.entries.extend(entries);
+        Ok(())
+    }
+
+    /// Whether `rows` and `units` more fit, and why not.
+    fn admits(
+        &self,
+        rows: usize,
+        units: usize,
+        drain_per_row: Duration,
+    ) -> Result<(), SchedulerError> {
         if self.closed {
             let err = SchedulerError::ShuttingDown {
                 model: self.model.clone(),
             };
             return Err(err);
         }
-        if self.rows + entry.pending.rows > self.limit {
+        if self.rows + rows > self.limit {
             let err = SchedulerError::QueueFull {
                 model: self.model.clone(),
                 queued: self.rows,
@@ -55,10 +86,7 @@ impl Queue {
             };
             return Err(err);
         }
-        if let Some(limit) = self
-            .unit_limit
-            .filter(|&l| self.units + entry.pending.units > l)
-        {
+        if let Some(limit) = self.unit_limit.filter(|&l| self.units + units > l) {
             let err = SchedulerError::QueueFull {
                 model: self.model.clone(),
                 queued: self.units,
@@ -68,9 +96,6 @@ impl Queue {
             };
             return Err(err);
         }
-        self.rows += entry.pending.rows;
-        self.units += entry.pending.units;
-        self.entries.push_back(entry);
         Ok(())
     }
 
@@ -198,6 +223,54 @@ mod tests {
         q.push(entry(2), Duration::ZERO).unwrap();
         q.take(&[0]);
         q.push(entry(3), Duration::ZERO).unwrap();
+    }
+
+    #[test]
+    fn a_request_of_several_entries_is_admitted_whole_or_not_at_all() {
+        let mut q = Queue::new("m", 5, None);
+        q.push(entry(2), Duration::ZERO).unwrap();
+        // 2 + 2 would fit, 2 + 2 + 1 would not: none of the three is queued.
+        let (err, back) = q
+            .push_all(vec![entry(2), entry(2), entry(1)], Duration::ZERO)
+            .unwrap_err();
+        assert_eq!(back.len(), 3);
+        assert!(
+            matches!(
+                err,
+                SchedulerError::QueueFull {
+                    queued: 2,
+                    limit: 5,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(q.rows(), 2);
+        assert_eq!(q.pending().count(), 1);
+        // A request that fits as a whole is queued whole, in order.
+        q.push_all(vec![entry(1), entry(2)], Duration::ZERO)
+            .unwrap();
+        let rows: Vec<usize> = q.pending().map(|p| p.rows).collect();
+        assert_eq!(rows, vec![2, 1, 2]);
+        assert_eq!((q.rows(), q.units()), (5, 5));
+    }
+
+    #[test]
+    fn the_token_budget_is_checked_for_a_whole_request() {
+        // r rows × 1 element: r units each; 6 allowed, 2 waiting.
+        let mut q = Queue::new("m", 100, Some(6));
+        q.push(entry(2), Duration::ZERO).unwrap();
+        let (err, _) = q
+            .push_all(vec![entry(3), entry(2)], Duration::ZERO)
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("2 tokens waiting, limit 6"),
+            "{err}"
+        );
+        assert_eq!((q.rows(), q.units()), (2, 2));
+        q.push_all(vec![entry(3), entry(1)], Duration::ZERO)
+            .unwrap();
+        assert_eq!(q.units(), 6);
     }
 
     #[test]
