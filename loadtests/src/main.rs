@@ -16,7 +16,6 @@ mod open;
 mod peers;
 mod plot;
 mod prom;
-mod render;
 mod report;
 mod sections;
 mod server_stats;

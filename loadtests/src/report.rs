@@ -2,8 +2,7 @@
 //!
 //! The markdown is generated rather than hand-edited so the committed figures always match
 //! the committed raw JSON next to them. This module only finds and loads the files (by the
-//! names run.sh gives them); the rendering lives in `render` and `sections`, pure
-//! functions with tests.
+//! names run.sh gives them); `sections` computes the tables and fills the template.
 
 use std::path::{Path, PathBuf};
 
@@ -13,9 +12,9 @@ use serde::de::DeserializeOwned;
 
 use crate::machine::Machine;
 use crate::peers::{Peers, PeersManifest};
-use crate::render::{render, ReportInputs};
 use crate::sections::{
-    problems, Extra, Overload, OverloadManifest, Pipelines, PipelinesManifest, Slo, SloManifest,
+    problems, render, Extra, Overload, OverloadManifest, Pipelines, PipelinesManifest,
+    ReportInputs, Slo, SloManifest,
 };
 
 #[derive(Args)]
@@ -25,7 +24,8 @@ pub struct ReportArgs {
     /// and any of stats-*.json, config-*.toml, closed-instances{1,2}.json, closed-wire-{json,binary}.json,
     /// metrics-{on,off}.json, metrics-rss.json, slo-MODEL.json (+ slo-MODEL-*.json), overload*.json,
     /// pipelines.json (+ minilm-*.json, efficientnet.json), peers.json (+ peers/summary.json)
-    /// and the charts plot-{batching,slo-mlp,slo-minilm,minilm}.svg.
+    /// and the charts plot-{batching,slo-mlp,slo-minilm,minilm}.svg. machine.json (the host)
+    /// is written on the first report of a run and read back when re-rendering later.
     #[arg(long)]
     results: PathBuf,
     /// Directory of the raw JSON, relative to the markdown file (for links).
@@ -203,8 +203,17 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     }
     let raw_dir = args.raw_dir.trim_end_matches('/').to_string();
     let extra = load_extra(dir, &raw_dir, args.quick)?;
+    // The host of the run: detected on the run's own report, kept for re-rendering later.
+    let machine = match optional::<Machine>(dir, "machine.json")? {
+        Some(m) => m,
+        None => {
+            let m = Machine::detect();
+            crate::write_json(Some(&dir.join("machine.json")), &m)?;
+            m
+        }
+    };
     let inputs = ReportInputs {
-        machine: Machine::detect(),
+        machine,
         commit: args.commit.clone(),
         date: args.date.clone(),
         rustc: args.rustc.clone(),

@@ -1,22 +1,137 @@
-//! The report sections beyond batching vs no batching: instances, the cost of metrics,
-//! the SLO-aware window against fixed delays, overload, and the task pipelines.
+//! RESULTS.md: every figure and verdict computed from the loaded results as table rows,
+//! placed into `loadtests/report.md.tmpl`, which holds the explanatory prose once.
 //!
-//! Pure functions of loaded results (no I/O) so every figure and verdict in RESULTS.md is
-//! unit-tested. Each section also contributes a headline line for the summary at the top,
-//! and `problems` lists what makes a run unusable (the smoke run's only assertions).
+//! Pure functions (no I/O) so the figures are unit-tested. Each section fills one or more
+//! `{{key}}` placeholders and may add a headline; `problems` lists what makes a run
+//! unusable (the smoke run's only assertions).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Deserialize;
 
+use crate::ceiling::CeilingReport;
 use crate::closed::{ClosedLevel, ClosedReport};
+use crate::machine::Machine;
 use crate::open::{OpenLevel, OpenReport};
 use crate::prom::MetricFigure;
-use crate::stats::{LatencySummary, ValueSummary};
+use crate::stats::{format_errors, LatencySummary, SERVER_TOTAL};
+
+/// The report's prose, with `{{key}}` placeholders and `{{#key}}...{{/key}}` blocks.
+pub const TEMPLATE: &str = include_str!("../report.md.tmpl");
 
 /// Outcomes that are the server's designed answer to load (refusal, expiry), not faults.
 const LOAD_SHEDDING: [&str; 2] = ["http_429", "http_504"];
+
+/// One table row of anything displayable.
+macro_rules! row {
+    ($($e:expr),* $(,)?) => { vec![$($e.to_string()),*] };
+}
+pub(crate) use row;
+
+/// Fills `template`: `{{key}}` with `values[key]` (an error if absent); a block
+/// `{{#key}}...{{/key}}` is kept (and filled) when `values` has `key`, else replaced by
+/// `values["key.absent"]`, or by `absent`.
+pub fn fill(
+    template: &str,
+    values: &BTreeMap<String, String>,
+    absent: &str,
+) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(i) = rest.find("{{") {
+        out.push_str(&rest[..i]);
+        let len = rest[i..].find("}}").ok_or("unclosed {{")?;
+        let key = &rest[i + 2..i + len];
+        rest = &rest[i + len + 2..];
+        if let Some(k) = key.strip_prefix('#') {
+            let end = format!("{{{{/{k}}}}}");
+            let e = rest.find(&end).ok_or_else(|| format!("no {end}"))?;
+            let inner = rest[..e].strip_prefix('\n').unwrap_or(&rest[..e]);
+            rest = &rest[e + end.len()..];
+            if values.contains_key(k) {
+                out.push_str(&fill(inner, values, absent)?);
+            } else {
+                let why = values.get(&format!("{k}.absent"));
+                let _ = writeln!(out, "{}", why.map_or(absent, String::as_str));
+            }
+            rest = rest.strip_prefix('\n').unwrap_or(rest);
+        } else {
+            out.push_str(
+                values
+                    .get(key)
+                    .ok_or_else(|| format!("no value for {{{{{key}}}}}"))?,
+            );
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A Markdown table: `head` is "a | b | c", `align` one letter per column (`l`, `r`).
+pub fn table(head: &str, align: &str, rows: &[Vec<String>]) -> String {
+    let mut s = format!("| {head} |\n|");
+    for a in align.chars() {
+        s.push_str(if a == 'r' { "---:|" } else { "---|" });
+    }
+    for r in rows {
+        let _ = write!(s, "\n| {} |", r.join(" | "));
+    }
+    s
+}
+
+/// A two-column table of settings or figures.
+fn facts(rows: &[(&str, String)]) -> String {
+    let rows: Vec<_> = rows.iter().map(|(k, v)| row![k, v]).collect();
+    table("what | value", "ll", &rows)
+}
+
+fn f(v: f64, digits: usize) -> String {
+    format!("{v:.digits$}")
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "–".into(), |v| f(v, digits))
+}
+
+/// `a / b` as "1.23×", or "n/a" when `b` is zero.
+pub fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.2}×", a / b)
+    } else {
+        "n/a".to_string()
+    }
+}
+
+/// `a / b` as a percentage ("12.3 %"): ceiling shares are often far below 1×.
+fn percent(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.1} %", 100.0 * a / b)
+    } else {
+        "n/a".to_string()
+    }
+}
+
+fn div(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        0.0
+    }
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// A target's verdict, as every section of the report words it.
+pub fn yes_no(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "**not met**"
+    }
+}
 
 /// `[slo-<model>.json]`, written by run.sh: how the open-loop comparison was set up.
 #[derive(Debug, Clone, Deserialize)]
@@ -83,6 +198,7 @@ pub struct OverloadManifest {
     pub shed_max_queue_size: u64,
 }
 
+#[derive(Clone)]
 pub struct Overload {
     pub manifest: OverloadManifest,
     /// Closed loop that measured the capacity.
@@ -136,20 +252,135 @@ pub struct Extra {
     pub quick: bool,
 }
 
-/// The markdown image of a chart, when it was drawn.
-pub fn plot_link(out: &mut String, x: &Extra, key: &str, alt: &str) {
-    if let Some(path) = x.plots.get(key) {
-        let _ = writeln!(out, "\n![{alt}]({path})");
+/// Everything the markdown is rendered from.
+pub struct ReportInputs {
+    pub machine: Machine,
+    pub commit: String,
+    pub date: String,
+    pub rustc: String,
+    pub ort_version: String,
+    pub raw_dir: String,
+    /// Seconds the measurements took (after the build).
+    pub wall_s: Option<f64>,
+    /// /proc/loadavg at the start and the end of the run.
+    pub loadavg: (String, String),
+    pub batched: ClosedReport,
+    pub unbatched: ClosedReport,
+    pub ceiling: CeilingReport,
+    /// (server label, file name, contents) of the optional batch-statistics documents.
+    pub stats: Vec<(String, String, String)>,
+    /// (heading, contents) of the model.toml files the two servers ran with.
+    pub configs: Vec<(String, String)>,
+    pub extra: Extra,
+}
+
+/// The placeholder values and headlines the sections produce.
+#[derive(Default)]
+pub struct Filled {
+    pub values: BTreeMap<String, String>,
+    pub heads: Vec<String>,
+}
+
+impl Filled {
+    fn set(&mut self, key: &str, value: impl Into<String>) {
+        self.values.insert(key.to_string(), value.into());
+    }
+
+    /// Appends a chart's image to `key` when the chart was drawn.
+    fn plot(&mut self, x: &Extra, key: &str, plot: &str, alt: &str) {
+        if let Some(path) = x.plots.get(plot) {
+            let v = self.values.entry(key.to_string()).or_default();
+            let _ = write!(v, "\n\n![{alt}]({path})");
+        }
     }
 }
 
-/// A target's verdict, as every section of the report words it.
-pub fn yes_no(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "**not met**"
+/// The whole RESULTS.md.
+pub fn render(r: &ReportInputs) -> String {
+    let x = &r.extra;
+    let mut o = Filled::default();
+    o.set("raw", &r.raw_dir);
+    machine(&mut o, r);
+    batching(&mut o, r);
+    overhead(&mut o, r);
+    crate::peers::section(&mut o, x.peers.as_ref(), &r.ceiling, x.quick);
+    wire(&mut o, x);
+    instances(&mut o, x);
+    metrics_cost(&mut o, x);
+    for s in &x.slo {
+        slo(&mut o, s, x);
     }
+    overload(&mut o, x);
+    pipelines(&mut o, x);
+    if !r.configs.is_empty() {
+        let c: Vec<String> = r
+            .configs
+            .iter()
+            .map(|(label, text)| format!("{label}:\n\n```toml\n{}\n```", text.trim_end()))
+            .collect();
+        o.set("configs", c.join("\n\n"));
+    }
+    if !r.stats.is_empty() {
+        let rows: Vec<_> = r
+            .stats
+            .iter()
+            .map(|(l, _, t)| crate::server_stats::stats_row(l, t))
+            .collect();
+        let links: Vec<_> = r
+            .stats
+            .iter()
+            .map(|(_, n, _)| format!("[`{n}`]({}/{n})", r.raw_dir))
+            .collect();
+        let head = "server | batches run | rows | mean rows per batch | mean queue ms | mean compute ms per batch";
+        o.set(
+            "stats",
+            format!(
+                "{}\n\nRaw: {}.",
+                table(head, "lrrrrr", &rows),
+                links.join(", ")
+            ),
+        );
+    }
+    let heads: Vec<_> = o.heads.iter().map(|h| format!("- {h}")).collect();
+    o.set("headlines", heads.join("\n"));
+    let absent = if x.quick {
+        "Not run in `--quick` mode."
+    } else {
+        "Not measured in this run."
+    };
+    fill(TEMPLATE, &o.values, absent).expect("every placeholder of report.md.tmpl is filled")
+}
+
+fn machine(o: &mut Filled, r: &ReportInputs) {
+    let m = &r.machine;
+    let wall = r.wall_s.map_or_else(
+        || "unknown".to_string(),
+        |s| format!("{:.1} min (measurements only, after the build)", s / 60.0),
+    );
+    let (start, end) = &r.loadavg;
+    o.set(
+        "machine",
+        facts(&[
+            (
+                "CPU",
+                format!("{} ({} logical CPUs)", m.cpu_model, m.logical_cpus),
+            ),
+            ("Memory", m.memory.clone()),
+            ("Kernel", m.kernel.clone()),
+            ("rustc", r.rustc.clone()),
+            (
+                "ONNX Runtime",
+                format!("{} (CPU execution provider)", r.ort_version),
+            ),
+            ("Commit", format!("`{}`", r.commit)),
+            ("Date", r.date.clone()),
+            ("Run time", wall),
+            (
+                "Load average (1/5/15 min)",
+                format!("{start} at the start, {end} at the end"),
+            ),
+        ]),
+    );
 }
 
 fn level_at(r: &ClosedReport, c: usize) -> Option<&ClosedLevel> {
@@ -161,9 +392,766 @@ fn top(r: &ClosedReport) -> Option<&ClosedLevel> {
     r.levels.iter().max_by_key(|l| l.concurrency)
 }
 
-fn ms_of_us(v: Option<&ValueSummary>, pick: fn(&ValueSummary) -> f64) -> String {
-    v.map_or_else(|| "–".into(), |v| format!("{:.3}", pick(v) / 1000.0))
+fn batching(o: &mut Filled, r: &ReportInputs) {
+    let (b, u) = (&r.batched, &r.unbatched);
+    let first = b.levels.first();
+    let mut rows = Vec::new();
+    for bl in &b.levels {
+        let c = bl.concurrency;
+        let line = |name: &str, l: &ClosedLevel| {
+            let cpu = crate::cpu::format_cpu(l.client_cpu_pct);
+            row![
+                c,
+                name,
+                f(l.requests_per_s, 0),
+                f(l.rows_per_s, 0),
+                f(l.latency.p50_ms, 3),
+                f(l.latency.p99_ms, 3),
+                l.error_total,
+                cpu
+            ]
+        };
+        rows.push(line("batched", bl));
+        let Some(ul) = level_at(u, c) else { continue };
+        rows.push(line("max_batch_size = 1", ul));
+        rows.push(row![
+            c,
+            "**batched / unbatched**",
+            format!("**{}**", ratio(bl.requests_per_s, ul.requests_per_s)),
+            format!("**{}**", ratio(bl.rows_per_s, ul.rows_per_s)),
+            ratio(bl.latency.p50_ms, ul.latency.p50_ms),
+            ratio(bl.latency.p99_ms, ul.latency.p99_ms),
+            "",
+            ""
+        ]);
+    }
+    let setup = facts(&[
+        ("rows per request", b.rows_per_request.to_string()),
+        (
+            "measured per level",
+            format!(
+                "{} s after {} s warm-up",
+                first.map_or(0.0, |l| l.duration_s),
+                first.map_or(0.0, |l| l.warmup_s)
+            ),
+        ),
+    ]);
+    let head = "concurrency | config | req/s | rows/s | p50 ms | p99 ms | errors | client CPU";
+    o.set(
+        "batching",
+        format!("{setup}\n\n{}", table(head, "rlrrrrrr", &rows)),
+    );
+    o.plot(
+        &r.extra,
+        "batching",
+        "batching",
+        "MLP: requests/s vs concurrency, batched and max_batch_size = 1",
+    );
+    if let (Some(bl), Some(ul)) = (top(b), top(b).and_then(|t| level_at(u, t.concurrency))) {
+        o.heads.push(format!(
+            "Dynamic batching vs max_batch_size = 1 at c={}: **{}** throughput ({:.0} vs {:.0} req/s), p99 {:.2} vs {:.2} ms.",
+            bl.concurrency,
+            ratio(bl.requests_per_s, ul.requests_per_s),
+            bl.requests_per_s,
+            ul.requests_per_s,
+            bl.latency.p99_ms,
+            ul.latency.p99_ms
+        ));
+    }
+    let c = &r.ceiling;
+    let setup = facts(&[
+        ("intra-op threads", c.intra_threads.to_string()),
+        ("features per row", c.features.to_string()),
+        (
+            "outputs vs reference.json, max abs error",
+            c.reference_max_abs_err
+                .map_or("not checked".into(), |e| format!("{e:.1e}")),
+        ),
+    ]);
+    let rows: Vec<_> = c
+        .levels
+        .iter()
+        .map(|l| {
+            row![
+                l.batch_size,
+                f(l.runs_per_s, 0),
+                f(l.rows_per_s, 0),
+                f(l.latency.mean_ms, 4),
+                f(l.latency.p50_ms, 4),
+                f(l.latency.p99_ms, 4)
+            ]
+        })
+        .collect();
+    let head = "batch size | runs/s | rows/s | mean ms | p50 ms | p99 ms";
+    o.set(
+        "ceiling",
+        format!("{setup}\n\n{}", table(head, "rrrrrr", &rows)),
+    );
 }
+
+/// The server against the in-process ceiling: throughput at saturation, latency at c=1.
+fn overhead(o: &mut Filled, r: &ReportInputs) {
+    let best = |rep: &ClosedReport| {
+        rep.levels
+            .iter()
+            .max_by(|a, b| a.rows_per_s.total_cmp(&b.rows_per_s))
+            .cloned()
+    };
+    // Batch 64 when measured (the committed max_batch_size), else the largest batch.
+    let levels = &r.ceiling.levels;
+    let at = |batch: usize| {
+        levels
+            .iter()
+            .find(|l| l.batch_size == batch)
+            .or_else(|| levels.iter().max_by_key(|l| l.batch_size))
+    };
+    let mut rows = Vec::new();
+    if let (Some(b), Some(ceil)) = (best(&r.batched), at(64)) {
+        let share = b.rows_per_s / ceil.rows_per_s.max(1e-9);
+        let server = b.server_timing.get(SERVER_TOTAL).map(|v| v.mean);
+        rows.push(row![
+            "best batched rows/s over the ceiling's",
+            format!(
+                "**{}**: {:.0} (c={}) / {:.0} (batch {}) = {share:.3}×",
+                percent(b.rows_per_s, ceil.rows_per_s),
+                b.rows_per_s,
+                b.concurrency,
+                ceil.rows_per_s,
+                ceil.batch_size
+            ),
+            "≥ 0.9×",
+            yes_no(share >= 0.9)
+        ]);
+        rows.push(row![
+            "at that level: server queue + compute per request (mean); ceiling per row; one request completed every",
+            format!("{} µs; {:.2} µs; {:.0} µs", opt(server, 0), 1e6 / ceil.rows_per_s.max(1e-9), 1e6 / b.requests_per_s.max(1e-9)),
+            "",
+            ""
+        ]);
+    }
+    let c1 = r.ceiling.levels.iter().find(|l| l.batch_size == 1);
+    if let (Some(b1), Some(c1)) = (level_at(&r.batched, 1), c1) {
+        let gap_us = (b1.latency.p50_ms - c1.latency.p50_ms) * 1000.0;
+        let part = |k: &str| opt(b1.server_timing.get(k).map(|v| v.p50), 0);
+        let inside = b1.server_timing.get(SERVER_TOTAL).map_or(0.0, |v| v.p50);
+        rows.push(row![
+            "p50 at c=1 vs one in-process run",
+            format!(
+                "{:.3} ms vs {:.3} ms, {gap_us:+.0} µs",
+                b1.latency.p50_ms, c1.latency.p50_ms
+            ),
+            "≤ +150 µs",
+            yes_no(gap_us <= 150.0)
+        ]);
+        rows.push(row![
+            "inside the server at c=1 (p50s): queue, compute, together; the rest",
+            format!(
+                "{} µs, {} µs, {} µs; ~{:.0} µs",
+                part("queue_us"),
+                part("compute_us"),
+                part(SERVER_TOTAL),
+                gap_us - inside
+            ),
+            "",
+            ""
+        ]);
+    }
+    if let (Some(u), Some(ceil)) = (best(&r.unbatched), at(1)) {
+        rows.push(row![
+            format!("unbatched server / ceiling at batch {}", ceil.batch_size),
+            format!(
+                "{} ({:.0} vs {:.0} rows/s)",
+                percent(u.rows_per_s, ceil.rows_per_s),
+                u.rows_per_s,
+                ceil.rows_per_s
+            ),
+            "",
+            ""
+        ]);
+    }
+    o.set(
+        "overhead",
+        table("figure | value | target | verdict", "lrll", &rows),
+    );
+}
+
+/// The v2 JSON body against the same rows in the binary tensor extension.
+fn wire(o: &mut Filled, x: &Extra) {
+    let Some((json, binary)) = &x.wire else {
+        return;
+    };
+    let rows_per = json.rows_per_request;
+    let mut rows = Vec::new();
+    for b in &binary.levels {
+        let Some(j) = level_at(json, b.concurrency) else {
+            continue;
+        };
+        rows.push(row![
+            b.concurrency,
+            f(j.rows_per_s, 0),
+            f(j.latency.p50_ms, 3),
+            f(j.latency.p99_ms, 3),
+            f(b.rows_per_s, 0),
+            f(b.latency.p50_ms, 3),
+            f(b.latency.p99_ms, 3),
+            format!("**{}**", ratio(b.rows_per_s, j.rows_per_s))
+        ]);
+    }
+    let setup = facts(&[
+        (
+            "rows per request",
+            format!(
+                "{rows_per} (JSON: {rows_per} × 10 numbers; binary: {} bytes)",
+                rows_per * 40
+            ),
+        ),
+        (
+            "measured per level",
+            format!("{:.0} s", top(binary).map_or(0.0, |l| l.duration_s)),
+        ),
+    ]);
+    let head = "concurrency | JSON rows/s | p50 ms | p99 ms | binary rows/s | p50 ms | p99 ms | binary / JSON";
+    o.set(
+        "wire",
+        format!("{setup}\n\n{}", table(head, "rrrrrrrr", &rows)),
+    );
+    if let (Some(j), Some(b)) = (top(json), top(binary)) {
+        o.heads.push(format!(
+            "v2 binary tensors vs JSON, {rows_per}-row requests at c={}: **{}** the rows/s ({:.0} vs {:.0}).",
+            b.concurrency,
+            ratio(b.rows_per_s, j.rows_per_s),
+            b.rows_per_s,
+            j.rows_per_s
+        ));
+    }
+}
+
+fn instances(o: &mut Filled, x: &Extra) {
+    let Some((one, two)) = &x.instances else {
+        return;
+    };
+    let mut rows = Vec::new();
+    for t in &two.levels {
+        let Some(l) = level_at(one, t.concurrency) else {
+            continue;
+        };
+        rows.push(row![
+            t.concurrency,
+            f(l.requests_per_s, 0),
+            f(l.latency.p50_ms, 3),
+            f(l.latency.p99_ms, 3),
+            f(t.requests_per_s, 0),
+            f(t.latency.p50_ms, 3),
+            f(t.latency.p99_ms, 3),
+            format!("**{}**", ratio(t.requests_per_s, l.requests_per_s))
+        ]);
+    }
+    let head = "concurrency | count = 1 req/s | p50 ms | p99 ms | count = 2 req/s | p50 ms | p99 ms | 2 / 1 throughput";
+    let mut md = table(head, "rrrrrrrr", &rows);
+    if let (Some(l), Some(t)) = (top(one), top(two)) {
+        let r = div(t.requests_per_s, l.requests_per_s);
+        let rounds = t.slice_rps.len().max(1);
+        let compute = l
+            .server_timing
+            .get("compute_us")
+            .map(|v| format!("{:.0} rows: {:.0} µs", batch_rows(l), v.mean));
+        let _ = write!(
+            md,
+            "\n\n{}",
+            facts(&[
+                ("interleaved rounds per level", rounds.to_string()),
+                (
+                    &format!("count = 2 / count = 1 at c={}", t.concurrency),
+                    format!("**{r:.2}×**")
+                ),
+                (
+                    "device time of a mean batch (count = 1)",
+                    compute.unwrap_or_else(|| "n/a".into())
+                ),
+            ])
+        );
+        o.heads.push(format!(
+            "Instances: `count = 2` / `count = 1` at c={}: **{r:.2}×** throughput (default stays 1 on CPU).",
+            t.concurrency
+        ));
+    }
+    o.set("instances", md);
+}
+
+fn batch_rows(l: &ClosedLevel) -> f64 {
+    l.server_timing.get("batch_rows").map_or(0.0, |v| v.mean)
+}
+
+/// Mean and the half-width of a ~95 % interval (2 standard errors) of `v`.
+fn mean_and_spread(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    if v.is_empty() {
+        return (0.0, 0.0);
+    }
+    let mean = v.iter().sum::<f64>() / n;
+    if v.len() < 2 {
+        return (mean, 0.0);
+    }
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, 2.0 * (var / n).sqrt())
+}
+
+fn metrics_cost(o: &mut Filled, x: &Extra) {
+    let Some((a, b)) = x
+        .metrics_cost
+        .as_ref()
+        .and_then(|(on, off)| Some((top(on)?, top(off)?)))
+    else {
+        return;
+    };
+    let rounds = a.slice_rps.len().min(b.slice_rps.len());
+    let mut ratios = Vec::new();
+    let mut rows = Vec::new();
+    for i in 0..rounds {
+        let (on, off) = (a.slice_rps[i], b.slice_rps[i]);
+        if off > 0.0 {
+            ratios.push(on / off);
+        }
+        let order = if i % 2 == 0 { "on, off" } else { "off, on" };
+        rows.push(row![i + 1, order, f(on, 0), f(off, 0), ratio(on, off)]);
+    }
+    let r = div(a.requests_per_s, b.requests_per_s);
+    let p99 = |l: &ClosedLevel| {
+        format!(
+            "**{:.0}** (p99 {:.3} ms)",
+            l.requests_per_s, l.latency.p99_ms
+        )
+    };
+    rows.push(row!["**all**", "", p99(a), p99(b), format!("**{r:.3}**")]);
+    let cost = (1.0 - r) * 100.0;
+    let (mean, half) = mean_and_spread(&ratios);
+    let (lo, hi) = ((1.0 - mean - half) * 100.0, (1.0 - mean + half) * 100.0);
+    let verdict = if rounds < 2 {
+        yes_no(cost < 2.0).to_string()
+    } else if hi < 2.0 {
+        "met".to_string()
+    } else if lo > 2.0 {
+        "**not met**".to_string()
+    } else {
+        format!("not resolved by this run: the rounds put the cost between {lo:.1} % and {hi:.1} %")
+    };
+    let mut figures = vec![
+        (
+            "closed loop",
+            format!(
+                "c={}, {rounds} rounds of {:.0} s each",
+                a.concurrency,
+                a.duration_s / rounds.max(1) as f64
+            ),
+        ),
+        (
+            "recording cost (all on / all off)",
+            format!("**{cost:.1} % of throughput** ({r:.3})"),
+        ),
+        (
+            "paired rounds: mean ratio ± 2 standard errors",
+            format!("{mean:.3} ± {half:.3}: a cost between {lo:.1} % and {hi:.1} %"),
+        ),
+        ("target < 2 %", verdict.clone()),
+    ];
+    let mut head = format!(
+        "Metrics recording at c={}: on / off throughput **{r:.3}** (cost {cost:.1} %, rounds: {lo:.1} to {hi:.1} %; target < 2 %: {verdict}).",
+        a.concurrency
+    );
+    if let (Some(m), Some((on, _))) = (&x.metrics_rss, &x.metrics_cost) {
+        let growth = |before: u64, after: u64| (after as f64 - before as f64) / 1024.0;
+        let (on_g, off_g) = (
+            growth(m.on_before_kib, m.on_after_kib),
+            growth(m.off_before_kib, m.off_after_kib),
+        );
+        let served = on.levels.iter().map(|l| l.ok).sum::<u64>().max(1);
+        let per_request = on_g * 1024.0 * 1024.0 / served as f64;
+        figures.push((
+            "RSS, recording metrics, unscraped",
+            format!(
+                "{:.1} → {:.1} MiB (**{on_g:+.1} MiB**, {per_request:.0} bytes per request served)",
+                mib(m.on_before_kib),
+                mib(m.on_after_kib)
+            ),
+        ));
+        figures.push((
+            "RSS, `--disable-metrics`",
+            format!(
+                "{:.1} → {:.1} MiB ({off_g:+.1} MiB)",
+                mib(m.off_before_kib),
+                mib(m.off_after_kib)
+            ),
+        ));
+        let _ = write!(head, " Unscraped, its RSS grew {on_g:+.1} MiB over the section vs {off_g:+.1} MiB without metrics.");
+    }
+    let head_row = "round | order | metrics on req/s | metrics off req/s | on / off";
+    o.set(
+        "metrics",
+        format!("{}\n\n{}", table(head_row, "rlrrr", &rows), facts(&figures)),
+    );
+    o.heads.push(head);
+}
+
+/// The server's own p99 (queue + compute, from the response headers), in ms.
+fn server_p99_ms(l: &OpenLevel) -> Option<f64> {
+    l.server_timing.get(SERVER_TOTAL).map(|v| v.p99 / 1000.0)
+}
+
+/// Whether the client found the server saturated at a level: arrivals dropped, or
+/// requests commonly waiting for a free connection.
+fn saturated(l: &OpenLevel) -> bool {
+    l.dropped > 0 || l.connection_wait.p50_ms > 1.0
+}
+
+fn slo(o: &mut Filled, s: &Slo, x: &Extra) {
+    let m = &s.manifest;
+    let first = s.runs.first().map(|(_, r)| r);
+    let offered: Vec<_> = m
+        .fractions
+        .iter()
+        .zip(&m.rates)
+        .map(|(f, r)| format!("{:.0} % ({r:.0} req/s)", f * 100.0))
+        .collect();
+    let join = |v: Vec<String>| v.join(", ");
+    let mut md = format!(
+        "### {}\n\n{}\n",
+        m.model,
+        facts(&[
+            (
+                "capacity",
+                format!("{:.0} req/s: {}", m.capacity_rps, m.capacity_source)
+            ),
+            ("offered", offered.join(" and ")),
+            (
+                "connections",
+                first.map_or(0, |r| r.connections).to_string()
+            ),
+            (
+                "rounds; measured per config and load",
+                format!(
+                    "{}; {:.0} s",
+                    m.rounds,
+                    first
+                        .and_then(|r| r.levels.first())
+                        .map_or(0.0, |l| l.duration_s)
+                )
+            ),
+            (
+                "fixed windows, `max_queue_delay_us`",
+                join(m.delays_us.iter().map(u64::to_string).collect())
+            ),
+            (
+                "target T",
+                format!("`latency_target_ms = {}`: {}", m.target_ms, m.target_why)
+            ),
+        ])
+    );
+    if s.runs.is_empty() {
+        let _ = write!(
+            md,
+            "\n{}\n",
+            if x.quick {
+                "Not run in `--quick` mode."
+            } else {
+                "Not measured in this run."
+            }
+        );
+    }
+    for (i, fraction) in m
+        .fractions
+        .iter()
+        .enumerate()
+        .filter(|_| !s.runs.is_empty())
+    {
+        let at = |r: &OpenReport| r.levels.get(i).cloned();
+        let rows: Vec<_> = s
+            .runs
+            .iter()
+            .filter_map(|(label, r)| Some((label, at(r)?)))
+            .map(|(label, l)| {
+                let errors = if l.errors.is_empty() {
+                    "0".into()
+                } else {
+                    format_errors(&l.errors)
+                };
+                let within = if l.latency.p99_ms <= m.target_ms {
+                    "yes"
+                } else {
+                    "no"
+                };
+                let batch = l.server_timing.get("batch_rows").map(|v| v.mean);
+                row![
+                    label,
+                    f(l.achieved_rate, 0),
+                    f(l.requests_per_s, 0),
+                    f(l.latency.p50_ms, 3),
+                    f(l.latency.p99_ms, 3),
+                    opt(server_p99_ms(&l), 3),
+                    opt(batch, 1),
+                    f(l.connection_wait.p50_ms, 3),
+                    errors,
+                    l.dropped,
+                    within
+                ]
+            })
+            .collect();
+        let head = "config | sent req/s | ok req/s | p50 ms | p99 ms | server p99 ms | mean batch rows | conn. wait p50 ms | errors | dropped | p99 ≤ T";
+        let _ = write!(
+            md,
+            "\n#### {} at {:.0} % of capacity ({:.0} req/s)\n\n{}\n",
+            m.model,
+            fraction * 100.0,
+            m.rates.get(i).copied().unwrap_or(0.0),
+            table(head, "lrrrrrrrlrl", &rows)
+        );
+        let is_target = |label: &str| label.starts_with("latency_target");
+        let Some(target) = s
+            .runs
+            .iter()
+            .find(|(l, _)| is_target(l))
+            .and_then(|(_, r)| at(r))
+        else {
+            continue;
+        };
+        let best_fixed = s
+            .runs
+            .iter()
+            .filter(|(l, _)| !is_target(l))
+            .filter_map(|(label, r)| at(r).map(|l| (label, l)))
+            .max_by(|a, b| a.1.requests_per_s.total_cmp(&b.1.requests_per_s));
+        let mut verdict = format!(
+            "at {:.0} % of capacity, **latency_target_ms = {}**: end-to-end p99 {:.3} ms (≤ T: {})",
+            fraction * 100.0,
+            m.target_ms,
+            target.latency.p99_ms,
+            yes_no(target.latency.p99_ms <= m.target_ms)
+        );
+        if let Some(sp) = server_p99_ms(&target) {
+            let _ = write!(
+                verdict,
+                ", server-side p99 {sp:.3} ms (≤ T: {})",
+                yes_no(sp <= m.target_ms)
+            );
+        }
+        if let Some((label, b)) = best_fixed {
+            // Same schedule for every config: throughput differs only by failures, drops
+            // and when the last response came; 1 % absorbs the latter.
+            let r = div(target.requests_per_s, b.requests_per_s);
+            let _ = write!(
+                verdict,
+                "; throughput {:.0} req/s vs {:.0} for the best fixed delay ({label}): {r:.3}× (≥ best fixed, within 1 %: {})",
+                target.requests_per_s,
+                b.requests_per_s,
+                yes_no(r >= 0.99)
+            );
+        }
+        if s.runs
+            .iter()
+            .filter_map(|(_, r)| at(r))
+            .any(|l| saturated(&l))
+        {
+            verdict.push_str(". The server was saturated at this load (drops or waits for a connection), so these rows compare overload behaviour more than windows");
+        }
+        let _ = write!(md, "\nVerdict {verdict}.\n");
+        o.heads.push(format!("SLO window ({}) {verdict}.", m.model));
+    }
+    let v = o.values.entry("slo".into()).or_default();
+    if !v.is_empty() {
+        v.push_str("\n\n");
+    }
+    v.push_str(md.trim_end());
+    let alt = format!(
+        "{}: p50 (dashed) and p99 (solid) latency vs offered load, per config",
+        m.model
+    );
+    o.plot(x, "slo", &format!("slo-{}", m.model), &alt);
+}
+
+/// Requests that got no HTTP answer at all (timeouts, transport errors).
+fn unanswered(l: &OpenLevel) -> u64 {
+    l.errors
+        .iter()
+        .filter(|(k, _)| !k.starts_with("http_"))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// One row of the admission comparison (see [`overload`]).
+fn admission_row(label: &str, l: &OpenLevel) -> Vec<String> {
+    let refused = l.latency_by_status.get("http_429").map_or(0, |s| s.count);
+    let server = l.server_timing.get(SERVER_TOTAL);
+    row![
+        label,
+        f(l.ok as f64 / l.duration_s.max(1e-9), 0),
+        format!("{:.1} %", 100.0 * refused as f64 / l.sent.max(1) as f64),
+        opt(l.service_by_status.get("http_429").map(|s| s.p99_ms), 3),
+        format!(
+            "{} / {}",
+            opt(server.map(|v| v.p50 / 1000.0), 3),
+            opt(server.map(|v| v.p99 / 1000.0), 3)
+        ),
+        opt(l.latency_by_status.get("http_200").map(|s| s.p99_ms), 3),
+        unanswered(l)
+    ]
+}
+
+fn overload(o: &mut Filled, x: &Extra) {
+    let Some(ov) = &x.overload else { return };
+    let (Some(l), Some(cap)) = (ov.open.levels.first(), top(&ov.capacity)) else {
+        return;
+    };
+    let m = &ov.manifest;
+    let t = m.latency_target_ms;
+    let compute = cap.server_timing.get("compute_us").map(|v| v.mean / 1000.0);
+    let setup = facts(&[
+        (
+            "model",
+            format!(
+                "FP32 [N, {}] → [N, {w}] through {} MatMul + Relu layers of width {w}",
+                m.inputs,
+                m.layers,
+                w = m.width
+            ),
+        ),
+        (
+            "config",
+            format!(
+                "`max_batch_size = {}`, `max_queue_size = {}` rows, `latency_target_ms = {t}`",
+                m.max_batch_size, m.max_queue_size
+            ),
+        ),
+        ("rows per request", m.rows_per_request.to_string()),
+        (
+            &format!("capacity, closed loop c={}", cap.concurrency),
+            format!(
+                "**{:.0} req/s** (mean batch {:.1} rows, {} ms of device time per batch)",
+                m.capacity_rps,
+                batch_rows(cap),
+                opt(compute, 2)
+            ),
+        ),
+        (
+            "offered",
+            format!(
+                "{:.1}× that, {:.0} req/s, for {} s; client timeout {} s",
+                m.multiple, m.rate, l.duration_s, m.timeout_s
+            ),
+        ),
+        (
+            "achieved send rate",
+            format!(
+                "{:.0} req/s = **{:.1}× capacity**",
+                l.achieved_rate,
+                div(l.achieved_rate, m.capacity_rps)
+            ),
+        ),
+    ]);
+    let total = l.sent.max(1) as f64;
+    let rows: Vec<_> = l
+        .latency_by_status
+        .iter()
+        .map(|(status, s)| {
+            let wire = l.service_by_status.get(status).map_or(0.0, |s| s.p99_ms);
+            row![
+                status.replace("http_", "HTTP "),
+                s.count,
+                format!("{:.1} %", 100.0 * s.count as f64 / total),
+                f(s.p50_ms, 3),
+                f(s.p99_ms, 3),
+                f(s.max_ms, 3),
+                f(wire, 3)
+            ]
+        })
+        .chain((l.dropped > 0).then(|| {
+            row![
+                "not sent (client's in-flight cap)",
+                l.dropped,
+                "",
+                "",
+                "",
+                "",
+                ""
+            ]
+        }))
+        .collect();
+    let outcomes = table(
+        "outcome | requests | share | p50 ms | p99 ms | max ms | p99 from actual send ms",
+        "lrrrrrr",
+        &rows,
+    );
+    let empty = LatencySummary::default();
+    let refused = l.latency_by_status.get("http_429").unwrap_or(&empty);
+    let admitted = l.latency_by_status.get("http_200").unwrap_or(&empty);
+    let unanswered = unanswered(l);
+    let other_http: u64 = l
+        .errors
+        .iter()
+        .filter(|(k, _)| k.starts_with("http_") && !LOAD_SHEDDING.contains(&k.as_str()))
+        .map(|(_, n)| n)
+        .sum();
+    let server_p99 = server_p99_ms(l);
+    // What `latency_target_ms` governs: the server's queue + compute time.
+    let server_met = yes_no(admitted.count > 0 && server_p99.is_some_and(|p| p <= t));
+    let wire = l
+        .service_by_status
+        .get("http_429")
+        .map_or(f64::INFINITY, |s| s.p99_ms);
+    let wire_met = yes_no(refused.count > 0 && wire < 5.0);
+    let e2e_met = yes_no(admitted.count > 0 && admitted.p99_ms <= t);
+    let growth = m.rss_after_kib as f64 - m.rss_before_kib as f64;
+    let checks = [
+        row!["every request answered", format!("{unanswered} timeouts or transport errors, {other_http} answers other than 200/429/504"), "none", yes_no(unanswered == 0 && other_http == 0)],
+        row!["429 p99 on the wire (from the intended send)", format!("**{wire:.3} ms** ({:.3} ms)", refused.p99_ms), "< 5 ms", wire_met],
+        row!["admitted (200) p99 in the server (queue + compute, headers)", format!("**{} ms**", opt(server_p99, 3)), format!("≤ {t} ms"), server_met],
+        row!["admitted (200) p99 end to end from the intended send", format!("{:.3} ms", admitted.p99_ms), format!("≤ {t} ms"), e2e_met],
+        row![
+            "server RSS (VmRSS) before → after; peak (VmHWM)",
+            format!("{:.1} → {:.1} MiB ({growth:+.0} KiB); {:.1} MiB", mib(m.rss_before_kib), mib(m.rss_after_kib), mib(m.rss_peak_kib)),
+            "",
+            ""
+        ],
+    ];
+    let checks = table("check | value | target | verdict", "lrll", &checks);
+    o.set("overload", format!("{setup}\n\n{outcomes}\n\n{checks}"));
+    let mut shed_head = String::new();
+    if let Some(shed) = ov.shed.as_ref().and_then(|r| r.levels.first()) {
+        let shed_p99 = server_p99_ms(shed);
+        let shed_met = yes_no(shed.ok > 0 && shed_p99.is_some_and(|p| p <= t));
+        let rows = [
+            admission_row(&format!("`max_queue_size = {}`", m.max_queue_size), l),
+            admission_row("`shed_beyond_target = true`", shed),
+        ];
+        let head = "admission | 200 answered/s | 429 share | 429 p99 on the wire ms | admitted p50 / p99 in the server ms | admitted p99 end to end ms | unanswered";
+        let check = row![
+            format!(
+                "admitted p99 in the server, shedding (queue bound {} rows)",
+                m.shed_max_queue_size
+            ),
+            format!("**{} ms**", opt(shed_p99, 3)),
+            format!("≤ {t} ms"),
+            shed_met
+        ];
+        let checks = table("check | value | target | verdict", "lrll", &[check]);
+        o.set(
+            "shedding",
+            format!("{}\n\n{checks}", table(head, "lrrrrrr", &rows)),
+        );
+        shed_head = format!(" With `shed_beyond_target` instead of the small queue: admitted p99 in the server {} ms (≤ {t} ms: {shed_met}).", opt(shed_p99, 1));
+    }
+    o.heads.push(format!(
+        "Overload at {:.1}× capacity: 429 p99 **{wire:.2} ms** on the wire (< 5 ms: {wire_met}; {:.1} ms from the intended send), admitted p99 in the server **{} ms** (≤ {t} ms: {server_met}; end to end {:.1} ms: {e2e_met}), {unanswered} unanswered, RSS {:.0} → {:.0} MiB.{shed_head}",
+        div(l.achieved_rate, m.capacity_rps),
+        refused.p99_ms,
+        opt(server_p99, 3),
+        admitted.p99_ms,
+        mib(m.rss_before_kib),
+        mib(m.rss_after_kib),
+    ));
+}
+
+const BUSY: &str = "convoy_device_busy_ratio";
+const PADDING: &str = "convoy_batch_padding_ratio";
+const BATCH: &str = "convoy_batch_size_rows";
 
 /// Mean of the gauge series of `name` (averaged over instances), if scraped.
 fn gauge_mean(metrics: &BTreeMap<String, MetricFigure>, name: &str) -> Option<f64> {
@@ -186,800 +1174,122 @@ fn histogram_mean(metrics: &BTreeMap<String, MetricFigure>, name: &str) -> Optio
     (n > 0).then(|| sum / n as f64)
 }
 
-fn not_run(out: &mut String, quick: bool) {
-    out.push_str(if quick {
-        "Not run in `--quick` mode.\n"
-    } else {
-        "Not measured in this run.\n"
-    });
-}
-
-// --- instances -----------------------------------------------------------------------
-
-/// The v2 JSON body against the same rows in the binary tensor extension.
-pub fn wire(out: &mut String, x: &Extra) -> Option<String> {
-    out.push_str("\n## v2 JSON vs binary tensors (closed loop)\n\n");
-    let Some((json, binary)) = &x.wire else {
-        not_run(out, x.quick);
-        return None;
-    };
-    let rows = json.rows_per_request;
-    let secs = top(binary).map_or(0.0, |l| l.duration_s);
-    let _ = write!(
-        out,
-        "The batched MLP on `POST /v2/models/mlp/infer` with {rows} rows per request, sent as \
-         a JSON body (`data`: {rows} × 10 numbers) and as the same rows in the binary tensor \
-         extension (a JSON header with `binary_data_size`, then {} bytes of little-endian \
-         FP32, `Inference-Header-Content-Length`), as Triton's clients send them. Responses \
-         are JSON in both. One server, the JSON levels first, then the binary ones, \
-         {secs:.0} s measured each.\n\n\
-         | concurrency | JSON rows/s | p50 ms | p99 ms | binary rows/s | p50 ms | p99 ms | \
-         binary / JSON |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-        rows * 40
+/// Latency and the mean stage times (ms) of a pipeline level.
+fn stage_cells(l: &ClosedLevel) -> Vec<String> {
+    let mut cells = row![
+        l.concurrency,
+        f(l.rows_per_s, 0),
+        f(l.latency.p50_ms, 3),
+        f(l.latency.p99_ms, 3)
+    ];
+    cells.extend(
+        ["pre_us", "queue_us", "infer_us", "post_us"]
+            .map(|k| opt(l.server_timing.get(k).map(|v| v.mean / 1000.0), 3)),
     );
-    for b in &binary.levels {
-        let Some(j) = level_at(json, b.concurrency) else {
-            continue;
-        };
-        let _ = writeln!(
-            out,
-            "| {} | {:.0} | {:.3} | {:.3} | {:.0} | {:.3} | {:.3} | **{}** |",
-            b.concurrency,
-            j.rows_per_s,
-            j.latency.p50_ms,
-            j.latency.p99_ms,
-            b.rows_per_s,
-            b.latency.p50_ms,
-            b.latency.p99_ms,
-            crate::render::ratio(b.rows_per_s, j.rows_per_s)
-        );
-    }
-    let (j, b) = (top(json)?, top(binary)?);
-    Some(format!(
-        "v2 binary tensors vs JSON, {rows}-row requests at c={}: **{}** the rows/s ({:.0} vs \
-         {:.0}).",
-        b.concurrency,
-        crate::render::ratio(b.rows_per_s, j.rows_per_s),
-        b.rows_per_s,
-        j.rows_per_s
-    ))
+    cells.push(opt(histogram_mean(&l.metrics, BATCH), 1));
+    cells
 }
 
-pub fn instances(out: &mut String, x: &Extra) -> Option<String> {
-    out.push_str("\n## Instances: one device worker vs two (closed loop)\n\n");
-    let Some((one, two)) = &x.instances else {
-        not_run(out, x.quick);
-        return None;
-    };
-    let rounds = top(two).map_or(1, |l| l.slice_rps.len().max(1));
-    let _ = write!(
-        out,
-        "The batched config with `[instances] count = 1` (the default on CPU) and with \
-         `count = 2` (two ONNX Runtime sessions, each with its own device worker thread and \
-         1 intra-op thread, fed from the one queue). Both servers up at once; each level \
-         is measured on both in {rounds} interleaved round(s), the order reversing each \
-         round. One-row requests.\n\n\
-         | concurrency | count = 1 req/s | p50 ms | p99 ms | count = 2 req/s | p50 ms | p99 ms | \
-         2 / 1 throughput |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n"
-    );
-    for t in &two.levels {
-        let Some(o) = level_at(one, t.concurrency) else {
-            continue;
-        };
-        let _ = writeln!(
-            out,
-            "| {} | {:.0} | {:.3} | {:.3} | {:.0} | {:.3} | {:.3} | **{}** |",
-            t.concurrency,
-            o.requests_per_s,
-            o.latency.p50_ms,
-            o.latency.p99_ms,
-            t.requests_per_s,
-            t.latency.p50_ms,
-            t.latency.p99_ms,
-            crate::render::ratio(t.requests_per_s, o.requests_per_s)
-        );
-    }
-    let (o, t) = (top(one)?, top(two)?);
-    let r = if o.requests_per_s > 0.0 {
-        t.requests_per_s / o.requests_per_s
-    } else {
-        0.0
-    };
-    let compute = o
-        .server_timing
-        .get("compute_us")
-        .map_or_else(String::new, |v| {
-            format!(
-                " (a batch of {:.0} rows costs {:.0} µs)",
-                batch_rows(o),
-                v.mean
-            )
-        });
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    out.push('\n');
-    if r < 1.05 {
-        let _ = writeln!(
-            out,
-            "At c={} a second instance gives {r:.2}× the throughput of one. The device is not \
-             what limits this server on CPU{compute}: the HTTP and JSON path is, and it shares \
-             the {cores} cores with the device workers and the load generator, so a second \
-             worker only adds a thread competing for the same cores and a second copy of \
-             the session. **The default therefore stays at 1 instance on CPU**; more \
-             instances pay where the device itself is the bottleneck and has parallel \
-             capacity of its own (a GPU, or a CPU with cores to spare for it).",
-            t.concurrency
-        );
-    } else {
-        let _ = writeln!(
-            out,
-            "At c={} a second instance gives {r:.2}× the throughput of one{compute}. The \
-             device's own time is a small share of each request here, so the gain comes \
-             from two workers overlapping batch hand-off and result delivery, not from more \
-             compute. **The default stays at 1 instance on CPU** all the same: every \
-             instance is a full session (weights and arena) and a thread that competes with \
-             the HTTP path for the same {cores} cores, the gain depends on the machine (and \
-             on its other load), and for a model whose batches do fill the device a second \
-             CPU session just splits the same cores. It is a per-deployment setting, and \
-             this table is the measurement to set it with.",
-            t.concurrency
-        );
-    }
-    Some(format!(
-        "Instances: `count = 2` / `count = 1` at c={}: **{r:.2}×** throughput (default stays 1 on CPU).",
-        t.concurrency
-    ))
-}
-
-fn batch_rows(l: &ClosedLevel) -> f64 {
-    l.server_timing.get("batch_rows").map_or(0.0, |v| v.mean)
-}
-
-// --- metrics cost ----------------------------------------------------------------------
-
-/// Mean and the half-width of a ~95 % interval (2 standard errors) of `v`.
-fn mean_and_spread(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    if v.is_empty() {
-        return (0.0, 0.0);
-    }
-    let mean = v.iter().sum::<f64>() / n;
-    if v.len() < 2 {
-        return (mean, 0.0);
-    }
-    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    (mean, 2.0 * (var / n).sqrt())
-}
-
-pub fn metrics_cost(out: &mut String, x: &Extra) -> Option<String> {
-    out.push_str("\n## Cost of recording metrics\n\n");
-    let Some((on, off)) = &x.metrics_cost else {
-        not_run(out, x.quick);
-        return None;
-    };
-    let (a, b) = (top(on)?, top(off)?);
-    let rounds = a.slice_rps.len().min(b.slice_rps.len());
-    let _ = write!(
-        out,
-        "Two servers with the batched config, one started with `--disable-metrics` (nothing \
-         recorded, `/metrics` empty), both up for the whole section. The closed loop at \
-         c={c} (saturation) alternates between them in {rounds} rounds of {slice:.0} s each \
-         (on→off, then off→on, ...), so a change in the shared machine's load hits both \
-         alike. Nobody scrapes `/metrics` meanwhile: this is the cost of *recording*.\n\n\
-         | round | order | metrics on req/s | metrics off req/s | on / off |\n\
-         |---:|---|---:|---:|---:|\n",
-        c = a.concurrency,
-        slice = a.duration_s / rounds.max(1) as f64,
-    );
-    let mut ratios = Vec::new();
-    for i in 0..rounds {
-        let (r_on, r_off) = (a.slice_rps[i], b.slice_rps[i]);
-        if r_off > 0.0 {
-            ratios.push(r_on / r_off);
-        }
-        let _ = writeln!(
-            out,
-            "| {} | {} | {r_on:.0} | {r_off:.0} | {} |",
-            i + 1,
-            if i % 2 == 0 { "on, off" } else { "off, on" },
-            crate::render::ratio(r_on, r_off)
-        );
-    }
-    let r = if b.requests_per_s > 0.0 {
-        a.requests_per_s / b.requests_per_s
-    } else {
-        0.0
-    };
-    let _ = writeln!(
-        out,
-        "| **all** | | **{:.0}** (p99 {:.3} ms) | **{:.0}** (p99 {:.3} ms) | **{r:.3}** |",
-        a.requests_per_s, a.latency.p99_ms, b.requests_per_s, b.latency.p99_ms
-    );
-    let cost = (1.0 - r) * 100.0;
-    let (mean, half) = mean_and_spread(&ratios);
-    let (lo, hi) = ((1.0 - mean - half) * 100.0, (1.0 - mean + half) * 100.0);
-    let verdict = if rounds < 2 {
-        yes_no(cost < 2.0).to_string()
-    } else if hi < 2.0 {
-        "met".to_string()
-    } else if lo > 2.0 {
-        "**not met**".to_string()
-    } else {
-        format!("not resolved by this run: the rounds put the cost between {lo:.1} % and {hi:.1} %")
-    };
-    let _ = writeln!(
-        out,
-        "\n**Recording cost: {cost:.1} % of throughput** (all on / all off = {r:.3}). From \
-         the {rounds} paired rounds: mean ratio {mean:.3} ± {half:.3} (2 standard errors), \
-         i.e. a cost between {lo:.1} % and {hi:.1} %. Target < 2 %: {verdict}."
-    );
-    let mut head = format!(
-        "Metrics recording at c={}: on / off throughput **{r:.3}** (cost {cost:.1} %, rounds: {lo:.1} to {hi:.1} %; target < 2 %: {verdict}).",
-        a.concurrency
-    );
-    if let Some(m) = &x.metrics_rss {
-        let growth = |before: u64, after: u64| (after as f64 - before as f64) / 1024.0;
-        let (on_g, off_g) = (
-            growth(m.on_before_kib, m.on_after_kib),
-            growth(m.off_before_kib, m.off_after_kib),
-        );
-        let served = on.levels.iter().map(|l| l.ok).sum::<u64>().max(1);
-        let _ = writeln!(
-            out,
-            "\nMemory: over the section (nobody scraping), the server recording metrics grew \
-             from {:.1} to {:.1} MiB (**{on_g:+.1} MiB**, {:.0} bytes per request served), the \
-             one with `--disable-metrics` from {:.1} to {:.1} MiB ({off_g:+.1} MiB). \
-             Convoy's Prometheus recorder keeps every histogram sample until `/metrics` is \
-             rendered, so an unscraped server grows with its traffic; a scrape (or the \
-             exporter's periodic upkeep, which the server does not run) drains them.",
-            mib(m.on_before_kib),
-            mib(m.on_after_kib),
-            on_g * 1024.0 * 1024.0 / served as f64,
-            mib(m.off_before_kib),
-            mib(m.off_after_kib),
-        );
-        let _ = write!(
-            head,
-            " Unscraped, its RSS grew {on_g:+.1} MiB over the section vs {off_g:+.1} MiB without metrics."
-        );
-    }
-    Some(head)
-}
-
-// --- SLO window ------------------------------------------------------------------------
-
-fn open_level(r: &OpenReport) -> Option<&OpenLevel> {
-    r.levels.first()
-}
-
-fn errors_cell(l: &OpenLevel) -> String {
-    if l.errors.is_empty() {
-        "0".into()
-    } else {
-        crate::stats::format_errors(&l.errors)
-    }
-}
-
-/// Whether the client found the server saturated at a level: arrivals dropped, or
-/// requests commonly waiting for a free connection.
-fn saturated(l: &OpenLevel) -> bool {
-    l.dropped > 0 || l.connection_wait.p50_ms > 1.0
-}
-
-pub fn slo(out: &mut String, s: &Slo, quick: bool) -> Vec<String> {
-    let m = &s.manifest;
-    let mut heads = Vec::new();
-    let _ = write!(
-        out,
-        "\n## SLO-aware window vs fixed delays: {} (open loop)\n\n",
-        m.model
-    );
-    let first = s.runs.first().map(|(_, r)| r);
-    let _ = write!(
-        out,
-        "Capacity {:.0} req/s: {}. Poisson arrivals at {} of it; latency from each \
-         request's intended send time, over {} connections (a request finding all busy \
-         waits, and the wait counts). One server per config, all up at once; the open loop \
-         visits them in {} interleaved round(s) (the order reversing each round, every \
-         config getting the same seeded schedule within a round), {:.0} s measured per \
-         config and load in all, so a change in the shared machine's load hits every config \
-         alike. Fixed windows: `max_queue_delay_us` = {}. SLO-aware: \
-         `latency_target_ms = {}` (no fixed delay, Convoy's default): the window follows \
-         the learned batch cost, growing a batch while the device is busy and growing still \
-         pays, waiting at most the batch's fixed cost while it idles (and only where such \
-         waits have been catching company), never past T for the \
-         oldest request's queue + compute time. {}\n\n\
-         `server p99` is the p99 of the server's own time (queue + compute, and pre/post \
-         on task routes) from the response headers: the part T governs; the rest is HTTP, \
-         JSON and the shared CPU. `conn. wait p50` above zero, or drops, mean the server \
-         was saturated at that load.\n",
-        m.capacity_rps,
-        if m.capacity_source.is_empty() {
-            "closed loop at c=64, measured just before in this run"
-        } else {
-            &m.capacity_source
-        },
-        m.fractions
-            .iter()
-            .zip(&m.rates)
-            .map(|(f, r)| format!("{:.0} % ({r:.0} req/s)", f * 100.0))
-            .collect::<Vec<_>>()
-            .join(" and "),
-        first.map_or(0, |r| r.connections),
-        m.rounds,
-        first
-            .and_then(|r| r.levels.first())
-            .map_or(0.0, |l| l.duration_s),
-        m.delays_us
-            .iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        m.target_ms,
-        m.target_why
-    );
-    if s.runs.is_empty() {
-        out.push('\n');
-        not_run(out, quick);
-        return heads;
-    }
-    for (i, fraction) in m.fractions.iter().enumerate() {
-        let _ = write!(
-            out,
-            "\n### {} at {:.0} % of capacity ({:.0} req/s)\n\n\
-             | config | sent req/s | ok req/s | p50 ms | p99 ms | server p99 ms | \
-             mean batch rows | conn. wait p50 ms | errors | dropped | p99 ≤ T |\n\
-             |---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|\n",
-            m.model,
-            fraction * 100.0,
-            m.rates.get(i).copied().unwrap_or(0.0)
-        );
-        let at = |r: &OpenReport| r.levels.get(i).cloned();
-        for (label, r) in &s.runs {
-            let Some(l) = at(r) else { continue };
-            let server_p99 = server_p99_ms(&l);
-            let _ = writeln!(
-                out,
-                "| {label} | {:.0} | {:.0} | {:.3} | {:.3} | {} | {} | {:.3} | {} | {} | {} |",
-                l.achieved_rate,
-                l.requests_per_s,
-                l.latency.p50_ms,
-                l.latency.p99_ms,
-                opt(server_p99, 3),
-                opt(l.server_timing.get("batch_rows").map(|v| v.mean), 1),
-                l.connection_wait.p50_ms,
-                errors_cell(&l),
-                l.dropped,
-                if l.latency.p99_ms <= m.target_ms {
-                    "yes"
-                } else {
-                    "no"
-                }
-            );
-        }
-        let target = s
-            .runs
-            .iter()
-            .find(|(label, _)| label.starts_with("latency_target"))
-            .and_then(|(_, r)| at(r));
-        let Some(target) = target else { continue };
-        let best_fixed = s
-            .runs
-            .iter()
-            .filter(|(label, _)| !label.starts_with("latency_target"))
-            .filter_map(|(label, r)| at(r).map(|l| (label, l)))
-            .max_by(|a, b| a.1.requests_per_s.total_cmp(&b.1.requests_per_s));
-        let server_p99 = server_p99_ms(&target);
-        let mut verdict = format!(
-            "at {:.0} % of capacity, **latency_target_ms = {}**: end-to-end p99 {:.3} ms (≤ T: {})",
-            fraction * 100.0,
-            m.target_ms,
-            target.latency.p99_ms,
-            yes_no(target.latency.p99_ms <= m.target_ms)
-        );
-        if let Some(sp) = server_p99 {
-            let _ = write!(
-                verdict,
-                ", server-side p99 {sp:.3} ms (≤ T: {})",
-                yes_no(sp <= m.target_ms)
-            );
-        }
-        if let Some((label, b)) = best_fixed {
-            let r = if b.requests_per_s > 0.0 {
-                target.requests_per_s / b.requests_per_s
-            } else {
-                0.0
-            };
-            // Same schedule for every config: throughput differs only by failures, drops
-            // and when the last response came; 1 % absorbs the latter.
-            let _ = write!(
-                verdict,
-                "; throughput {:.0} req/s vs {:.0} for the best fixed delay ({label}): \
-                 {r:.3}× (≥ best fixed, within 1 %: {})",
-                target.requests_per_s,
-                b.requests_per_s,
-                yes_no(r >= 0.99)
-            );
-        }
-        let any_saturated = s
-            .runs
-            .iter()
-            .filter_map(|(_, r)| at(r))
-            .any(|l| saturated(&l));
-        if any_saturated {
-            verdict.push_str(
-                ". The server was saturated at this load on this machine (drops or waits for \
-                 a connection), so these rows compare overload behaviour more than windows",
-            );
-        }
-        let _ = writeln!(out, "\nVerdict {verdict}.");
-        heads.push(format!("SLO window ({}) {verdict}.", m.model));
-    }
-    heads
-}
-
-// --- overload --------------------------------------------------------------------------
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
-}
-
-pub fn overload(out: &mut String, x: &Extra) -> Option<String> {
-    out.push_str("\n## Overload: a device-bound model far beyond capacity\n\n");
-    let Some(o) = &x.overload else {
-        not_run(out, x.quick);
-        return None;
-    };
-    let m = &o.manifest;
-    let l = open_level(&o.open)?;
-    let cap = top(&o.capacity)?;
-    let compute = cap
-        .server_timing
-        .get("compute_us")
-        .map_or_else(|| "n/a".into(), |v| format!("{:.2}", v.mean / 1000.0));
-    let _ = write!(
-        out,
-        "The MLP cannot show this: its HTTP path saturates long before its device does. So \
-         run.sh generates a synthetic model (`loadtests/helpers.py slow-model`: FP32 \
-         [N, {inputs}] → [N, {w}] through {layers} MatMul + Relu layers of width {w}; the \
-         input is narrow so that refusing a request costs the server little) and serves it with \
-         `max_batch_size = {mbs}`, `max_queue_size = {mqs}` rows and \
-         `latency_target_ms = {t}`. Capacity, closed loop c={c}: **{cap_rps:.0} req/s** \
-         (mean batch {rows:.1} rows, {compute} ms of device time per batch), with \
-         {rpr} row(s) per request: on CPU the saturated device worker holds one of the \
-         {cores} cores, and the HTTP path, which costs per request where the device costs \
-         per row, must answer the overload with what is left (shared with the load \
-         generator). Then Poisson arrivals at {mult:.1}× that, {rate:.0} req/s, for {d} s; \
-         the client gives up on a request after {to} s (a timeout would be an unanswered \
-         request); `/metrics` is scraped once a second meanwhile, as Prometheus would (see \
-         the metrics section for an unscraped server's memory). Achieved send rate \
-         {sent:.0} req/s = **{sent_mult:.1}× capacity**.\n\n\
-         | outcome | requests | share | p50 ms | p99 ms | max ms | p99 from actual send ms |\n\
-         |---|---:|---:|---:|---:|---:|---:|\n",
-        w = m.width,
-        inputs = m.inputs,
-        layers = m.layers,
-        mbs = m.max_batch_size,
-        mqs = m.max_queue_size,
-        t = m.latency_target_ms,
-        c = cap.concurrency,
-        cap_rps = m.capacity_rps,
-        rows = batch_rows(cap),
-        mult = m.multiple,
-        rpr = m.rows_per_request,
-        cores = std::thread::available_parallelism().map_or(0, |n| n.get()),
-        rate = m.rate,
-        d = l.duration_s,
-        to = m.timeout_s,
-        sent = l.achieved_rate,
-        sent_mult = if m.capacity_rps > 0.0 {
-            l.achieved_rate / m.capacity_rps
-        } else {
-            0.0
-        },
-    );
-    let total = l.sent.max(1) as f64;
-    for (status, s) in &l.latency_by_status {
-        let service = l.service_by_status.get(status).cloned().unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "| {} | {} | {:.1} % | {:.3} | {:.3} | {:.3} | {:.3} |",
-            status.replace("http_", "HTTP "),
-            s.count,
-            100.0 * s.count as f64 / total,
-            s.p50_ms,
-            s.p99_ms,
-            s.max_ms,
-            service.p99_ms
-        );
-    }
-    if l.dropped > 0 {
-        let _ = writeln!(
-            out,
-            "| not sent (client's in-flight cap) | {} | | | | | |",
-            l.dropped
-        );
-    }
-    let empty = LatencySummary::default();
-    let refused = l.latency_by_status.get("http_429").unwrap_or(&empty);
-    let admitted = l.latency_by_status.get("http_200").unwrap_or(&empty);
-    let unanswered = unanswered(l);
-    let other_http: u64 = l
-        .errors
-        .iter()
-        .filter(|(k, _)| k.starts_with("http_") && !LOAD_SHEDDING.contains(&k.as_str()))
-        .map(|(_, n)| n)
-        .sum();
-    let growth = m.rss_after_kib as f64 - m.rss_before_kib as f64;
-    let server_p99 = server_p99_ms(l);
-    let admitted_server = opt(server_p99, 3);
-    // What `latency_target_ms` governs: the server's queue + compute time.
-    let server_met =
-        yes_no(admitted.count > 0 && server_p99.is_some_and(|p| p <= m.latency_target_ms));
-    let refused_wire = l
-        .service_by_status
-        .get("http_429")
-        .map_or(f64::INFINITY, |s| s.p99_ms);
-    let _ = writeln!(
-        out,
-        "\n- Every request answered: {} ({unanswered} timeouts or transport errors, \
-         {other_http} answers other than 200/429/504).\n\
-         - 429 latency p99: **{:.3} ms** on the wire (actual send to answer; target < 5 ms: \
-         {}); {:.3} ms from the intended send time, which adds the client's own scheduling \
-         lag and the wait for a free connection on the shared cores.\n\
-         - Admitted (200) p99, the server's own queue + compute time (what \
-         `latency_target_ms` governs), from the response headers: **{admitted_server} ms** \
-         (target ≤ {t} ms: {server_met}); end to end from the intended send: {:.3} ms \
-         (≤ {t} ms: {}), which adds HTTP, the client's lag and the wait for a connection on \
-         the two shared cores.\n\
-         - Server RSS (VmRSS): {:.1} MiB before the overload, {:.1} MiB after it \
-         ({growth:+.0} KiB); peak (VmHWM) over the server's life {:.1} MiB. The queue is \
-         bounded in rows, so memory stays bounded however many requests arrive.",
-        yes_no(unanswered == 0 && other_http == 0),
-        refused_wire,
-        yes_no(refused.count > 0 && refused_wire < 5.0),
-        refused.p99_ms,
-        admitted.p99_ms,
-        yes_no(admitted.count > 0 && admitted.p99_ms <= m.latency_target_ms),
-        mib(m.rss_before_kib),
-        mib(m.rss_after_kib),
-        mib(m.rss_peak_kib),
-        t = m.latency_target_ms,
-    );
-    let mut shed_head = String::new();
-    if let Some(shed) = o.shed.as_ref().and_then(open_level) {
-        let _ = write!(
-            out,
-            "\n### Shedding instead of a small queue\n\n\
-             The same model, rate and duration, right after, on a server whose config \
-             replaces `max_queue_size = {mqs}` with `shed_beyond_target = true` (and a queue \
-             bound of {sq} rows): a request is admitted only if the queue ahead of it and its \
-             own batch are predicted, at the learned batch cost times the learned margin, to \
-             finish inside the {t} ms target; no queue size is tuned to the model.\n\n\
-             | admission | 200 answered/s | 429 share | 429 p99 on the wire ms | admitted p50 / p99 in the server ms | admitted p99 end to end ms | unanswered |\n\
-             |---|---:|---:|---:|---:|---:|---:|\n",
-            mqs = m.max_queue_size,
-            sq = m.shed_max_queue_size,
-            t = m.latency_target_ms,
-        );
-        out.push_str(&admission_row(
-            &format!("`max_queue_size = {}`", m.max_queue_size),
-            l,
-        ));
-        out.push_str(&admission_row("`shed_beyond_target = true`", shed));
-        let shed_p99 = server_p99_ms(shed);
-        let shed_met = yes_no(shed.ok > 0 && shed_p99.is_some_and(|p| p <= m.latency_target_ms));
-        let _ = writeln!(
-            out,
-            "\nWith shedding, admitted requests' p99 in the server: **{} ms** (≤ {} ms: {}). \
-             Shedding admits a request while it is predicted to finish inside the target, \
-             with a margin meant to leave 1 % of admitted requests past it: their p99 sits at \
-             the target by design, and a burst of slowness the margin has not learned yet \
-             puts it past. The small queue keeps them well inside, but its size had to be \
-             chosen for this model on this machine.",
-            opt(shed_p99, 3),
-            m.latency_target_ms,
-            shed_met,
-        );
-        shed_head = format!(
-            " With `shed_beyond_target` instead of the small queue: admitted p99 in the \
-             server {} ms (≤ {} ms: {}).",
-            opt(shed_p99, 1),
-            m.latency_target_ms,
-            shed_met,
-        );
-    }
-    Some(format!(
-        "Overload at {:.1}× capacity: 429 p99 **{:.2} ms** on the wire (< 5 ms: {}; {:.1} ms \
-         from the intended send), admitted p99 in the server **{admitted_server} ms** \
-         (≤ {t} ms: {server_met}; end to end {:.1} ms: {}), {unanswered} \
-         unanswered, RSS {:.0} → {:.0} MiB.{shed_head}",
-        l.achieved_rate / m.capacity_rps.max(1e-9),
-        refused_wire,
-        yes_no(refused.count > 0 && refused_wire < 5.0),
-        refused.p99_ms,
-        admitted.p99_ms,
-        yes_no(admitted.count > 0 && admitted.p99_ms <= m.latency_target_ms),
-        mib(m.rss_before_kib),
-        mib(m.rss_after_kib),
-        t = m.latency_target_ms,
-    ))
-}
-
-/// The server's own p99 (queue + compute, from the response headers), in ms.
-fn server_p99_ms(l: &OpenLevel) -> Option<f64> {
-    l.server_timing
-        .get(crate::stats::SERVER_TOTAL)
-        .map(|v| v.p99 / 1000.0)
-}
-
-/// Requests that got no HTTP answer at all (timeouts, transport errors).
-fn unanswered(l: &OpenLevel) -> u64 {
-    l.errors
-        .iter()
-        .filter(|(k, _)| !k.starts_with("http_"))
-        .map(|(_, n)| n)
-        .sum()
-}
-
-/// One row of the admission comparison (see [`overload`]).
-fn admission_row(label: &str, l: &OpenLevel) -> String {
-    let empty = LatencySummary::default();
-    let refused = l.latency_by_status.get("http_429").unwrap_or(&empty).count;
-    let wire = l.service_by_status.get("http_429").map(|s| s.p99_ms);
-    let admitted = l.latency_by_status.get("http_200").map(|s| s.p99_ms);
-    let server = l.server_timing.get(crate::stats::SERVER_TOTAL);
-    let unanswered = unanswered(l);
-    format!(
-        "| {label} | {:.0} | {:.1} % | {} | {} / {} | {} | {unanswered} |\n",
-        l.ok as f64 / l.duration_s.max(1e-9),
-        100.0 * refused as f64 / l.sent.max(1) as f64,
-        opt(wire, 3),
-        opt(server.map(|v| v.p50 / 1000.0), 3),
-        opt(server.map(|v| v.p99 / 1000.0), 3),
-        opt(admitted, 3),
-    )
-}
-
-// --- pipelines -------------------------------------------------------------------------
-
-const BUSY: &str = "convoy_device_busy_ratio";
-const PADDING: &str = "convoy_batch_padding_ratio";
-const BATCH: &str = "convoy_batch_size_rows";
-
-fn stage_cells(l: &ClosedLevel) -> String {
-    ["pre_us", "queue_us", "infer_us", "post_us"]
-        .iter()
-        .map(|k| ms_of_us(l.server_timing.get(*k), |v| v.mean))
-        .collect::<Vec<_>>()
-        .join(" | ")
-}
-
-fn opt(v: Option<f64>, digits: usize) -> String {
-    v.map_or_else(|| "–".into(), |v| format!("{v:.digits$}"))
-}
-
-pub fn pipelines(out: &mut String, x: &Extra) -> Vec<String> {
-    let mut heads = Vec::new();
-    out.push_str("\n## Pipelines: text embeddings and image classification\n");
-    let Some(p) = &x.pipelines else {
-        out.push('\n');
-        not_run(out, x.quick);
-        return heads;
-    };
-    out.push_str("\n### MiniLM, `POST /v1/embeddings`\n\n");
+fn pipelines(o: &mut Filled, x: &Extra) {
+    let Some(p) = &x.pipelines else { return };
+    o.set("pipelines", "");
     if p.minilm.is_empty() {
-        let _ = writeln!(out, "Skipped: {}.", p.manifest.minilm);
+        o.set("minilm.absent", format!("Skipped: {}.", p.manifest.minilm));
     } else {
-        out.push_str(
-            "Closed loop, one text per request. `short`: a one-sentence text (8 such \
-             bodies, sent in turn). `mixed`: 8 bodies of 1 to ~100 words (up to ~140 \
-             tokens) sent in turn, so every batch mixes lengths; that traffic is run with \
-             length bucketing on and off. Stage times are the means of the response headers \
-             (`x-convoy-pre-us`, `-queue-us`, `-infer-us`, `-post-us`); batch rows, padding \
-             (share of a batch's token slots that are padding, Δsum/Δcount of \
-             `convoy_batch_padding_ratio`) and device busy (`convoy_device_busy_ratio`, \
-             averaged over the window's one-second samples) are scraped from `/metrics` \
-             during each measured window.\n\n\
-             | body | bucketing | c | texts/s | p50 ms | p99 ms | pre ms | queue ms | \
-             infer ms | post ms | batch rows | padding | device busy |\n\
-             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-        );
+        let mut rows = Vec::new();
         for (body, bucketing, r) in &p.minilm {
             for l in &r.levels {
-                let _ = writeln!(
-                    out,
-                    "| {body} | {bucketing} | {} | {:.0} | {:.3} | {:.3} | {} | {} | {} | {} |",
-                    l.concurrency,
-                    l.rows_per_s,
-                    l.latency.p50_ms,
-                    l.latency.p99_ms,
-                    stage_cells(l),
-                    opt(histogram_mean(&l.metrics, BATCH), 1),
+                let mut cells = row![body, bucketing];
+                cells.extend(stage_cells(l));
+                cells.push(
                     histogram_mean(&l.metrics, PADDING)
                         .map_or_else(|| "–".into(), |v| format!("{:.1} %", v * 100.0)),
-                    opt(gauge_mean(&l.metrics, BUSY), 2),
                 );
+                cells.push(opt(gauge_mean(&l.metrics, BUSY), 2));
+                rows.push(cells);
             }
         }
-        plot_link(
-            out,
+        let head = "body | bucketing | c | texts/s | p50 ms | p99 ms | pre ms | queue ms | infer ms | post ms | batch rows | padding | device busy";
+        o.set("minilm", table(head, "llrrrrrrrrrrr", &rows));
+        o.plot(
             x,
+            "minilm",
             "minilm",
             "MiniLM: requests/s (one text each) vs concurrency, short and mixed lengths",
         );
-        if let Some((_, _, short)) = p.minilm.iter().find(|(b, _, _)| b == "short") {
-            if let Some(busy) = top(short).and_then(|l| gauge_mean(&l.metrics, BUSY)) {
-                let line = format!(
-                    "MiniLM device busy at c={} (short texts): **{busy:.2}** (target ≥ 0.9: {})",
-                    top(short).map_or(0, |l| l.concurrency),
+        let mut lines = Vec::new();
+        if let Some(l) = p
+            .minilm
+            .iter()
+            .find(|(b, _, _)| b == "short")
+            .and_then(|(_, _, r)| top(r))
+        {
+            if let Some(busy) = gauge_mean(&l.metrics, BUSY) {
+                lines.push(format!(
+                    "MiniLM device busy at c={} (short texts): **{busy:.2}** (target ≥ 0.9: {}).",
+                    l.concurrency,
                     yes_no(busy >= 0.9)
-                );
-                let _ = writeln!(out, "\n{line}.");
-                heads.push(format!("{line}."));
+                ));
             }
         }
         let pad = |label: &str| {
-            p.minilm
+            let (_, _, r) = p
+                .minilm
                 .iter()
-                .find(|(b, k, _)| b == "mixed" && k == label)
-                .and_then(|(_, _, r)| top(r))
-                .and_then(|l| histogram_mean(&l.metrics, PADDING).map(|v| (l, v)))
+                .find(|(b, k, _)| b == "mixed" && k == label)?;
+            top(r).and_then(|l| Some((l, histogram_mean(&l.metrics, PADDING)?)))
         };
         if let (Some((on_l, on)), Some((off_l, off))) = (pad("on"), pad("off")) {
-            let line = format!(
-                "MiniLM padding at c={} with mixed lengths: **{:.1} %** of token slots with \
-                 bucketing vs **{:.1} %** without; throughput {:.0} vs {:.0} texts/s ({})",
+            lines.push(format!(
+                "MiniLM padding at c={} with mixed lengths: **{:.1} %** of token slots with bucketing vs **{:.1} %** without; throughput {:.0} vs {:.0} texts/s ({}).",
                 on_l.concurrency,
                 on * 100.0,
                 off * 100.0,
                 on_l.rows_per_s,
                 off_l.rows_per_s,
-                crate::render::ratio(on_l.rows_per_s, off_l.rows_per_s)
-            );
-            let _ = writeln!(out, "\n{line}.");
-            heads.push(format!("{line}."));
+                ratio(on_l.rows_per_s, off_l.rows_per_s)
+            ));
+        }
+        for line in lines {
+            let _ = write!(o.values.get_mut("minilm").expect("set above"), "\n\n{line}");
+            o.heads.push(line);
         }
     }
-    out.push_str("\n### EfficientNet-Lite0, `POST /v1/models/efficientnet_lite0/classify`\n\n");
     match &p.efficientnet {
-        None => {
-            let _ = writeln!(out, "Skipped: {}.", p.manifest.efficientnet);
-        }
+        None => o.set(
+            "efficientnet.absent",
+            format!("Skipped: {}.", p.manifest.efficientnet),
+        ),
         Some(r) => {
-            let _ = write!(
-                out,
-                "Closed loop, the raw PNG as the body (`content-type: image/png`, {}): \
-                 decode, resize, crop and normalise on the pre-processing pool, then the \
-                 batcher.\n\n\
-                 | c | images/s | p50 ms | p99 ms | pre ms | queue ms | infer ms | post ms | \
-                 batch rows | device busy |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-                p.manifest.sample
+            let rows: Vec<_> = r
+                .levels
+                .iter()
+                .map(|l| {
+                    let mut cells = stage_cells(l);
+                    cells.push(opt(gauge_mean(&l.metrics, BUSY), 2));
+                    cells
+                })
+                .collect();
+            let head = "c | images/s | p50 ms | p99 ms | pre ms | queue ms | infer ms | post ms | batch rows | device busy";
+            o.set(
+                "efficientnet",
+                format!(
+                    "Image: {}.\n\n{}",
+                    p.manifest.sample,
+                    table(head, "rrrrrrrrrr", &rows)
+                ),
             );
-            for l in &r.levels {
-                let _ = writeln!(
-                    out,
-                    "| {} | {:.0} | {:.3} | {:.3} | {} | {} | {} |",
-                    l.concurrency,
-                    l.rows_per_s,
-                    l.latency.p50_ms,
-                    l.latency.p99_ms,
-                    stage_cells(l),
-                    opt(histogram_mean(&l.metrics, BATCH), 1),
-                    opt(gauge_mean(&l.metrics, BUSY), 2),
-                );
-            }
             if let Some(l) = top(r) {
-                heads.push(format!(
+                o.heads.push(format!(
                     "EfficientNet classify (raw PNG) at c={}: {:.0} images/s, p99 {:.1} ms.",
                     l.concurrency, l.rows_per_s, l.latency.p99_ms
                 ));
             }
         }
     }
-    heads
 }
 
-// --- sanity ----------------------------------------------------------------------------
+// --- sanity -------------------------------------------------------------------------
 
 fn closed_problems(name: &str, r: &ClosedReport, out: &mut Vec<String>) {
     for l in &r.levels {
@@ -990,7 +1300,7 @@ fn closed_problems(name: &str, r: &ClosedReport, out: &mut Vec<String>) {
             out.push(format!(
                 "{name} c={}: errors {}",
                 l.concurrency,
-                crate::stats::format_errors(&l.errors)
+                format_errors(&l.errors)
             ));
         }
     }
@@ -1014,7 +1324,7 @@ fn open_problems(name: &str, r: &OpenReport, shedding_ok: bool, out: &mut Vec<St
             out.push(format!(
                 "{name} rate={:.0}: unexpected errors {}",
                 l.target_rate,
-                crate::stats::format_errors(&unexpected)
+                format_errors(&unexpected)
             ));
         }
     }
@@ -1068,6 +1378,8 @@ pub fn problems(batched: &ClosedReport, unbatched: &ClosedReport, x: &Extra) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ceiling::CeilingLevel;
+    use crate::stats::ValueSummary;
 
     fn summary(p50: f64, p99: f64, count: u64) -> LatencySummary {
         LatencySummary {
@@ -1094,7 +1406,7 @@ mod tests {
     fn closed_level(c: usize, rps: f64) -> ClosedLevel {
         ClosedLevel {
             concurrency: c,
-            warmup_s: 1.0,
+            warmup_s: 2.0,
             duration_s: 10.0,
             ok: (rps * 10.0) as u64,
             error_total: 0,
@@ -1102,56 +1414,18 @@ mod tests {
             requests_per_s: rps,
             rows_per_s: rps,
             latency: summary(1.0, 2.0, 10),
-            client_cpu_pct: None,
+            client_cpu_pct: Some(40.0),
             latency_by_status: BTreeMap::new(),
             server_timing: [
-                ("compute_us".to_string(), values(50.0, 80.0)),
-                ("batch_rows".to_string(), values(32.0, 64.0)),
+                ("compute_us", values(50.0, 80.0)),
+                ("batch_rows", values(32.0, 64.0)),
+                (SERVER_TOTAL, values(200.0, 300.0)),
             ]
-            .into_iter()
-            .collect(),
+            .map(|(k, v)| (k.to_string(), v))
+            .into(),
             metrics: BTreeMap::new(),
             slice_rps: Vec::new(),
         }
-    }
-
-    #[test]
-    fn wire_compares_binary_with_json_per_level() {
-        let rows = |mut r: ClosedReport| {
-            r.rows_per_request = 64;
-            for l in &mut r.levels {
-                l.rows_per_s = l.requests_per_s * 64.0;
-            }
-            r
-        };
-        let x = Extra {
-            wire: Some((
-                rows(closed(vec![
-                    closed_level(1, 1000.0),
-                    closed_level(16, 2000.0),
-                ])),
-                rows(closed(vec![
-                    closed_level(1, 1200.0),
-                    closed_level(16, 3000.0),
-                ])),
-            )),
-            ..Extra::default()
-        };
-        let mut md = String::new();
-        let head = wire(&mut md, &x).unwrap();
-        assert!(md.contains("with 64 rows per request"), "{md}");
-        assert!(md.contains("then 2560 bytes of little-endian"));
-        assert!(
-            md.contains("| 16 | 128000 | 1.000 | 2.000 | 192000 | 1.000 | 2.000 | **1.50×** |"),
-            "{md}"
-        );
-        assert_eq!(
-            head,
-            "v2 binary tensors vs JSON, 64-row requests at c=16: **1.50×** the rows/s (192000 vs 128000)."
-        );
-        let mut md = String::new();
-        assert!(wire(&mut md, &Extra::default()).is_none());
-        assert!(md.contains("Not measured in this run."));
     }
 
     fn closed(levels: Vec<ClosedLevel>) -> ClosedReport {
@@ -1165,7 +1439,6 @@ mod tests {
     }
 
     fn open_level(rps: f64, p99: f64, server_p99_us: f64) -> OpenLevel {
-        // (The section's own `open_level` picks a level; this builds one.)
         OpenLevel {
             target_rate: rps,
             warmup_s: 1.0,
@@ -1187,18 +1460,15 @@ mod tests {
             latency_by_status: BTreeMap::new(),
             service_by_status: BTreeMap::new(),
             server_timing: [
-                (
-                    crate::stats::SERVER_TOTAL.to_string(),
-                    values(500.0, server_p99_us),
-                ),
-                ("batch_rows".to_string(), values(12.5, 20.0)),
+                (SERVER_TOTAL, values(500.0, server_p99_us)),
+                ("batch_rows", values(12.5, 20.0)),
             ]
-            .into_iter()
-            .collect(),
+            .map(|(k, v)| (k.to_string(), v))
+            .into(),
         }
     }
 
-    fn open(level: OpenLevel) -> OpenReport {
+    fn open(levels: Vec<OpenLevel>) -> OpenReport {
         OpenReport {
             mode: "open".into(),
             url: "http://x/".into(),
@@ -1206,132 +1476,221 @@ mod tests {
             client_threads: 1,
             max_in_flight: 4096,
             connections: 256,
-            levels: vec![level],
+            levels,
+        }
+    }
+
+    fn inputs(extra: Extra) -> ReportInputs {
+        let ceiling_level = |batch_size: usize, rows_per_s: f64| CeilingLevel {
+            batch_size,
+            duration_s: 1.0,
+            runs: 1,
+            runs_per_s: rows_per_s / batch_size as f64,
+            rows_per_s,
+            latency: LatencySummary {
+                p50_ms: 0.004,
+                ..Default::default()
+            },
+        };
+        let mut b1 = closed_level(1, 1000.0);
+        b1.latency = summary(0.25, 0.5, 10);
+        ReportInputs {
+            machine: Machine {
+                logical_cpus: 2,
+                cpu_model: "Test CPU".into(),
+                memory: "8.0 GiB".into(),
+                kernel: "6.0".into(),
+            },
+            commit: "abc1234".into(),
+            date: "2025-01-01".into(),
+            rustc: "rustc 1.95.0".into(),
+            ort_version: "1.31.1".into(),
+            raw_dir: "results".into(),
+            wall_s: Some(600.0),
+            loadavg: ("0.10 0.20 0.30".into(), "1.00 0.50 0.40".into()),
+            batched: closed(vec![b1, closed_level(64, 20000.0)]),
+            unbatched: closed(vec![closed_level(1, 1000.0), closed_level(64, 5000.0)]),
+            ceiling: CeilingReport {
+                mode: "ceiling".into(),
+                model: "m.onnx".into(),
+                ort_lib: "lib.so".into(),
+                intra_threads: 1,
+                features: 10,
+                reference_max_abs_err: Some(1e-7),
+                levels: vec![ceiling_level(1, 100_000.0), ceiling_level(64, 2_000_000.0)],
+            },
+            stats: vec![(
+                "batched".into(),
+                "stats-batched.json".into(),
+                r#"{"model_stats":[{"execution_count":4,"inference_count":10}]}"#.into(),
+            )],
+            configs: vec![("batched".into(), "max_batch_size = 64\n".into())],
+            extra,
         }
     }
 
     #[test]
-    fn instances_compare_by_concurrency_and_explain_the_default() {
-        let one = closed(vec![closed_level(1, 1000.0), closed_level(64, 20000.0)]);
-        let two = closed(vec![closed_level(1, 900.0), closed_level(64, 19000.0)]);
-        let x = Extra {
-            instances: Some((one, two)),
-            ..Extra::default()
-        };
-        let mut md = String::new();
-        let head = instances(&mut md, &x).unwrap();
-        assert!(
-            md.contains("| 64 | 20000 | 1.000 | 2.000 | 19000 | 1.000 | 2.000 | **0.95×** |"),
-            "{md}"
+    fn fill_substitutes_keeps_or_replaces_blocks_and_rejects_unknown_keys() {
+        let v: BTreeMap<String, String> = [("a", "1"), ("b", "2"), ("c.absent", "why")]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .into();
+        assert_eq!(
+            fill("x {{a}}\n{{#b}}\nb={{b}}\n{{/b}}\nend", &v, "-").unwrap(),
+            "x 1\nb=2\nend"
         );
-        assert!(md.contains("The default therefore stays at 1 instance on CPU"));
-        assert!(md.contains("a batch of 32 rows costs 50 µs"));
-        assert!(head.contains("**0.95×**"));
-        let faster = closed(vec![closed_level(64, 26000.0)]);
-        let x = Extra {
-            instances: Some((closed(vec![closed_level(64, 20000.0)]), faster)),
-            ..Extra::default()
-        };
-        let mut md = String::new();
-        instances(&mut md, &x).unwrap();
-        assert!(md.contains("gives 1.30× the throughput"));
-        assert!(md.contains("The default stays at 1 instance on CPU** all the same"));
+        assert_eq!(
+            fill("{{#c}}\n{{c}}\n{{/c}}\n{{#d}}\n{{d}}\n{{/d}}\n", &v, "-").unwrap(),
+            "why\n-\n"
+        );
+        assert_eq!(fill("{{zz}}", &v, "-").unwrap_err(), "no value for {{zz}}");
+        assert!(fill("{{#a}} no end", &v, "-").is_err());
     }
 
     #[test]
-    fn missing_sections_say_why() {
-        let mut md = String::new();
-        let x = Extra {
+    fn renders_batching_ceiling_and_overhead_and_marks_sections_not_run() {
+        let md = render(&inputs(Extra::default()));
+        assert!(!md.contains("{{"), "{md}");
+        assert!(md.contains("| CPU | Test CPU (2 logical CPUs) |"));
+        assert!(md.contains("| Run time | 10.0 min (measurements only, after the build) |"));
+        assert!(
+            md.contains("| 64 | max_batch_size = 1 | 5000 | 5000 | 1.000 | 2.000 | 0 | 40% |"),
+            "{md}"
+        );
+        assert!(md.contains(
+            "| 64 | **batched / unbatched** | **4.00×** | **4.00×** | 1.00× | 1.00× |  |  |"
+        ));
+        assert!(md.contains("- Dynamic batching vs max_batch_size = 1 at c=64: **4.00×** throughput (20000 vs 5000 req/s)"));
+        assert!(md.contains("| outputs vs reference.json, max abs error | 1.0e-7 |"));
+        assert!(md.contains("| best batched rows/s over the ceiling's | **1.0 %**: 20000 (c=64) / 2000000 (batch 64) = 0.010× | ≥ 0.9× | **not met** |"), "{md}");
+        // c=1: 0.25 ms against 0.004 ms is +246 µs, 200 of them inside the server.
+        assert!(
+            md.contains("| 0.250 ms vs 0.004 ms, +246 µs | ≤ +150 µs | **not met** |"),
+            "{md}"
+        );
+        assert!(md.contains("| – µs, 50 µs, 200 µs; ~46 µs |"), "{md}");
+        assert!(md
+            .contains("| unbatched server / ceiling at batch 1 | 5.0 % (5000 vs 100000 rows/s) |"));
+        assert!(md.contains("| batched | 4 | 10 | 2.50 | n/a | n/a |"));
+        assert!(md.contains("batched:\n\n```toml\nmax_batch_size = 64\n```"));
+        assert!(md.contains(
+            "## Instances: one device worker vs two (closed loop)\n\nNot measured in this run.\n"
+        ));
+        assert!(md.contains(
+            "## Peers: Convoy next to other model servers\n\nNot measured in this run.\n"
+        ));
+        let quick = render(&inputs(Extra {
             quick: true,
             ..Extra::default()
-        };
-        assert!(metrics_cost(&mut md, &x).is_none());
-        assert!(md.contains("Not run in `--quick` mode."));
+        }));
+        assert!(quick.contains("## Cost of recording metrics\n\nNot run in `--quick` mode.\n"));
+        assert!(quick.contains("(`loadtests/peers.sh --quick` is the peers' smoke run)"));
     }
 
-    fn sliced(rps: &[f64]) -> ClosedReport {
-        let total: f64 = rps.iter().sum::<f64>() / rps.len() as f64;
-        let mut l = closed_level(64, total);
-        l.slice_rps = rps.to_vec();
-        closed(vec![l])
+    #[test]
+    fn instances_and_wire_compare_by_concurrency() {
+        let rows64 = |mut r: ClosedReport| {
+            r.rows_per_request = 64;
+            r.levels
+                .iter_mut()
+                .for_each(|l| l.rows_per_s = l.requests_per_s * 64.0);
+            r
+        };
+        let x = Extra {
+            instances: Some((
+                closed(vec![closed_level(64, 20000.0)]),
+                closed(vec![closed_level(16, 1.0), closed_level(64, 19000.0)]),
+            )),
+            wire: Some((
+                rows64(closed(vec![closed_level(16, 2000.0)])),
+                rows64(closed(vec![closed_level(16, 3000.0)])),
+            )),
+            ..Extra::default()
+        };
+        let mut o = Filled::default();
+        instances(&mut o, &x);
+        wire(&mut o, &x);
+        let inst = &o.values["instances"];
+        assert!(
+            inst.contains("| 64 | 20000 | 1.000 | 2.000 | 19000 | 1.000 | 2.000 | **0.95×** |"),
+            "{inst}"
+        );
+        assert!(
+            !inst.contains("| 16 |"),
+            "no count = 1 level to compare with"
+        );
+        assert!(inst.contains("| device time of a mean batch (count = 1) | 32 rows: 50 µs |"));
+        assert!(o.values["wire"]
+            .contains("| 16 | 128000 | 1.000 | 2.000 | 192000 | 1.000 | 2.000 | **1.50×** |"));
+        assert!(o.values["wire"].contains("64 (JSON: 64 × 10 numbers; binary: 2560 bytes)"));
+        assert_eq!(o.heads[1], "v2 binary tensors vs JSON, 64-row requests at c=16: **1.50×** the rows/s (192000 vs 128000).");
+    }
+
+    fn metrics_head(on: &[f64], rss: Option<MetricsRss>) -> (String, String) {
+        let sliced = |rps: &[f64]| {
+            let mut l = closed_level(64, rps.iter().sum::<f64>() / rps.len() as f64);
+            l.slice_rps = rps.to_vec();
+            closed(vec![l])
+        };
+        let x = Extra {
+            metrics_cost: Some((sliced(on), sliced(&[10000.0; 4]))),
+            metrics_rss: rss,
+            ..Extra::default()
+        };
+        let mut o = Filled::default();
+        metrics_cost(&mut o, &x);
+        (o.values.remove("metrics").unwrap(), o.heads.remove(0))
     }
 
     #[test]
     fn metrics_cost_pairs_rounds_and_bounds_the_cost() {
-        let x = Extra {
-            metrics_cost: Some((
-                sliced(&[9900.0, 10100.0, 10000.0, 10000.0]),
-                sliced(&[10000.0, 10000.0, 10000.0, 10000.0]),
-            )),
-            ..Extra::default()
-        };
-        let mut md = String::new();
-        let head = metrics_cost(&mut md, &x).unwrap();
+        let (md, head) = metrics_head(&[9900.0, 10100.0, 10000.0, 10000.0], None);
         assert!(
-            md.contains("| 1 | on, off | 9900 | 10000 | 0.99× |"),
+            md.contains("| 2 | off, on | 10100 | 10000 | 1.01× |"),
             "{md}"
         );
-        assert!(md.contains("| 2 | off, on | 10100 | 10000 | 1.01× |"));
         assert!(md.contains(
-            "| **all** | | **10000** (p99 2.000 ms) | **10000** (p99 2.000 ms) | **1.000** |"
+            "| **all** |  | **10000** (p99 2.000 ms) | **10000** (p99 2.000 ms) | **1.000** |"
         ));
-        assert!(md.contains("Recording cost: 0.0 % of throughput"));
         // Ratios .99, 1.01, 1, 1: sd 0.00816, 2 SE = 0.00816.
-        assert!(md.contains("mean ratio 1.000 ± 0.008"), "{md}");
-        assert!(head.contains("target < 2 %: met"), "{head}");
-        let noisy = Extra {
-            metrics_cost: Some((
-                sliced(&[7000.0, 10000.0, 10000.0, 13000.0]),
-                sliced(&[10000.0, 10000.0, 10000.0, 10000.0]),
-            )),
-            ..Extra::default()
-        };
-        let head = metrics_cost(&mut String::new(), &noisy).unwrap();
+        assert!(
+            md.contains("| 1.000 ± 0.008: a cost between -0.8 % and 0.8 % |"),
+            "{md}"
+        );
+        assert!(head.contains("target < 2 %: met)"), "{head}");
+        let (_, head) = metrics_head(&[7000.0, 10000.0, 10000.0, 13000.0], None);
         assert!(head.contains("not resolved by this run"), "{head}");
-        let with_rss = Extra {
-            metrics_rss: Some(MetricsRss {
-                on_before_kib: 10240,
-                on_after_kib: 30720,
-                off_before_kib: 10240,
-                off_after_kib: 11264,
-            }),
-            ..noisy
+        let rss = MetricsRss {
+            on_before_kib: 10240,
+            on_after_kib: 30720,
+            off_before_kib: 10240,
+            off_after_kib: 11264,
         };
-        let mut md = String::new();
-        let head = metrics_cost(&mut md, &with_rss).unwrap();
-        assert!(md.contains("from 10.0 to 30.0 MiB (**+20.0 MiB**"), "{md}");
-        assert!(md.contains("from 10.0 to 11.0 MiB (+1.0 MiB)"));
-        assert!(head.contains("Unscraped, its RSS grew +20.0 MiB over the section vs +1.0 MiB"));
-        let slow = Extra {
-            metrics_cost: Some((
-                sliced(&[9000.0, 9000.0, 9100.0, 8900.0]),
-                sliced(&[10000.0, 10000.0, 10000.0, 10000.0]),
-            )),
-            ..Extra::default()
-        };
-        let head = metrics_cost(&mut String::new(), &slow).unwrap();
+        let (md, head) = metrics_head(&[9000.0, 9000.0, 9100.0, 8900.0], Some(rss));
         assert!(head.contains("target < 2 %: **not met**"), "{head}");
+        // +20 MiB over the 90000 requests served (10 s at 9000 req/s).
+        assert!(
+            md.contains("10.0 → 30.0 MiB (**+20.0 MiB**, 233 bytes per request served)"),
+            "{md}"
+        );
+        assert!(head.ends_with("RSS grew +20.0 MiB over the section vs +1.0 MiB without metrics."));
     }
 
     fn slo_fixture(target_p99: f64, target_rps: f64) -> Slo {
         let two = |l: OpenLevel| {
-            let mut r = open(l.clone());
-            let mut half = l;
-            half.target_rate /= 2.0;
-            half.requests_per_s /= 2.0;
-            half.dropped = 5;
-            r.levels.push(half);
-            r
+            let mut half = l.clone();
+            (half.target_rate, half.requests_per_s, half.dropped) =
+                (l.target_rate / 2.0, l.requests_per_s / 2.0, 5);
+            open(vec![l, half])
         };
         Slo {
             manifest: SloManifest {
                 model: "mlp".into(),
                 capacity_rps: 10000.0,
-                capacity_source: String::new(),
+                capacity_source: "measured".into(),
                 fractions: vec![0.8, 0.4],
                 rates: vec![8000.0, 4000.0],
                 target_ms: 5.0,
-                delays_us: vec![0, 1000, 5000],
+                delays_us: vec![0, 5000],
                 target_why: "Because.".into(),
                 rounds: 4,
             },
@@ -1354,56 +1713,44 @@ mod tests {
 
     #[test]
     fn slo_verdict_checks_p99_and_throughput_against_best_fixed() {
-        let mut md = String::new();
-        let heads = slo(&mut md, &slo_fixture(4.0, 7995.0), false);
-        assert_eq!(heads.len(), 2);
+        let mut o = Filled::default();
+        slo(&mut o, &slo_fixture(4.0, 7995.0), &Extra::default());
+        let md = &o.values["slo"];
         assert!(
-            md.contains("Poisson arrivals at 80 % (8000 req/s) and 40 % (4000 req/s) of it"),
+            md.contains("| offered | 80 % (8000 req/s) and 40 % (4000 req/s) |"),
             "{md}"
         );
-        assert!(md.contains("### mlp at 80 % of capacity (8000 req/s)"));
-        assert!(md.contains(
-            "| latency_target_ms = 5 | 7995 | 7995 | 1.000 | 4.000 | 4.800 | 12.5 | 0.000 | 0 | 0 | yes |"
-        ), "{md}");
-        assert!(md.contains(
-            "| max_queue_delay_us = 5000 | 8000 | 8000 | 1.000 | 9.000 | 5.200 | 12.5 | 0.000 | 0 | 0 | no |"
-        ));
-        let h = &heads[0];
-        assert!(
-            h.starts_with("SLO window (mlp) at 80 % of capacity, **latency_target_ms = 5**"),
-            "{h}"
-        );
-        assert!(h.contains("end-to-end p99 4.000 ms (≤ T: met)"), "{h}");
-        assert!(h.contains("server-side p99 4.800 ms (≤ T: met)"));
-        assert!(h.contains("best fixed delay (max_queue_delay_us = 5000): 0.999×"));
-        assert!(h.contains("within 1 %: met"));
+        assert!(md.contains("#### mlp at 80 % of capacity (8000 req/s)"));
+        assert!(md.contains("| latency_target_ms = 5 | 7995 | 7995 | 1.000 | 4.000 | 4.800 | 12.5 | 0.000 | 0 | 0 | yes |"), "{md}");
+        assert!(md.contains("| max_queue_delay_us = 5000 | 8000 | 8000 | 1.000 | 9.000 | 5.200 | 12.5 | 0.000 | 0 | 0 | no |"));
+        let h = &o.heads[0];
+        assert!(h.starts_with("SLO window (mlp) at 80 % of capacity, **latency_target_ms = 5**: end-to-end p99 4.000 ms (≤ T: met), server-side p99 4.800 ms (≤ T: met)"), "{h}");
+        assert!(h.contains("best fixed delay (max_queue_delay_us = 5000): 0.999× (≥ best fixed, within 1 %: met)"), "{h}");
         assert!(!h.contains("saturated"));
         // The second load had drops: flagged as saturated.
-        assert!(heads[1].contains("The server was saturated at this load"));
-        let heads = slo(&mut String::new(), &slo_fixture(6.0, 7000.0), false);
-        assert!(heads[0].contains("(≤ T: **not met**)"));
-        assert!(heads[0].contains("within 1 %: **not met**"));
+        assert!(o.heads[1].contains("The server was saturated at this load"));
+        let mut o = Filled::default();
+        slo(&mut o, &slo_fixture(6.0, 7000.0), &Extra::default());
+        assert!(o.heads[0].contains("(≤ T: **not met**)"));
+        assert!(o.heads[0].contains("within 1 %: **not met**"));
     }
 
     fn overload_fixture() -> Overload {
         let mut l = open_level(10000.0, 30.0, 1000.0);
-        l.ok = 2000;
-        l.error_total = 8000;
-        l.errors = [("http_429".to_string(), 8000)].into_iter().collect();
+        (l.ok, l.error_total, l.sent) = (2000, 8000, 10000);
+        l.errors = [("http_429".to_string(), 8000)].into();
         l.latency_by_status = [
-            ("http_200".to_string(), summary(20.0, 40.0, 2000)),
-            ("http_429".to_string(), summary(0.5, 1.5, 8000)),
+            ("http_200", summary(20.0, 40.0, 2000)),
+            ("http_429", summary(0.5, 1.5, 8000)),
         ]
-        .into_iter()
-        .collect();
+        .map(|(k, v)| (k.to_string(), v))
+        .into();
         l.service_by_status = [
-            ("http_200".to_string(), summary(19.0, 38.0, 2000)),
-            ("http_429".to_string(), summary(0.4, 1.2, 8000)),
+            ("http_200", summary(19.0, 38.0, 2000)),
+            ("http_429", summary(0.4, 1.2, 8000)),
         ]
-        .into_iter()
-        .collect();
-        l.sent = 10000;
-        l.achieved_rate = 10000.0;
+        .map(|(k, v)| (k.to_string(), v))
+        .into();
         Overload {
             manifest: OverloadManifest {
                 capacity_rps: 2000.0,
@@ -1420,182 +1767,152 @@ mod tests {
                 rss_before_kib: 102400,
                 rss_after_kib: 103424,
                 rss_peak_kib: 110000,
-                shed_max_queue_size: 0,
+                shed_max_queue_size: 1024,
             },
             capacity: closed(vec![closed_level(16, 2000.0)]),
-            open: open(l),
+            open: open(vec![l]),
             shed: None,
         }
     }
 
     #[test]
-    fn overload_reports_outcomes_targets_and_memory() {
-        let x = Extra {
-            overload: Some(overload_fixture()),
-            ..Extra::default()
-        };
-        let mut md = String::new();
-        let head = overload(&mut md, &x).unwrap();
-        assert!(
-            md.contains("| HTTP 429 | 8000 | 80.0 % | 0.500 | 1.500 | 3.000 |"),
-            "{md}"
-        );
-        assert!(md.contains("| HTTP 200 | 2000 | 20.0 % |"));
-        assert!(md.contains("= **5.0× capacity**"));
-        assert!(md.contains("Every request answered: met"));
-        assert!(
-            md.contains("429 latency p99: **1.200 ms** on the wire"),
-            "{md}"
-        );
-        assert!(md.contains("target < 5 ms: met); 1.500 ms from the intended send time"));
-        assert!(
-            md.contains("from the response headers: **1.000 ms** (target ≤ 50 ms: met)"),
-            "{md}"
-        );
-        assert!(md.contains("end to end from the intended send: 40.000 ms (≤ 50 ms: met)"));
-        assert!(
-            head.contains(
-                "admitted p99 in the server **1.000 ms** (≤ 50 ms: met; end to end 40.0 ms: met)"
-            ),
-            "{head}"
-        );
-        assert!(md.contains("100.0 MiB before the overload, 101.0 MiB after it (+1024 KiB)"));
-        assert!(
-            head.starts_with("Overload at 5.0× capacity: 429 p99 **1.20 ms** on the wire"),
-            "{head}"
-        );
-        // No shedding run (older results): no such subsection.
-        assert!(!md.contains("Shedding instead"));
-    }
-
-    #[test]
-    fn overload_compares_shedding_with_the_small_queue() {
-        let mut o = overload_fixture();
-        o.manifest.shed_max_queue_size = 1024;
-        let mut l = o.open.levels[0].clone();
-        l.ok = 4000;
-        l.server_timing.insert(
-            crate::stats::SERVER_TOTAL.to_string(),
-            ValueSummary {
-                count: 4000,
-                mean: 45000.0,
-                p50: 46000.0,
-                p90: 49000.0,
-                p99: 52000.0,
-                max: 60000.0,
+    fn overload_reports_outcomes_targets_memory_and_shedding() {
+        let mut ov = overload_fixture();
+        let mut o = Filled::default();
+        overload(
+            &mut o,
+            &Extra {
+                overload: Some(ov.clone()),
+                ..Extra::default()
             },
         );
-        o.shed = Some(open(l));
-        let x = Extra {
-            overload: Some(o),
-            ..Extra::default()
-        };
-        let mut md = String::new();
-        let head = overload(&mut md, &x).unwrap();
-        assert!(md.contains("### Shedding instead of a small queue"), "{md}");
-        assert!(md.contains("(and a queue bound of 1024 rows)"), "{md}");
+        let md = &o.values["overload"];
         assert!(
-            md.contains("| `shed_beyond_target = true` | 400 | 80.0 % | 1.200 | 46.000 / 52.000 | 40.000 | 0 |"),
+            md.contains("| HTTP 429 | 8000 | 80.0 % | 0.500 | 1.500 | 3.000 | 1.200 |"),
             "{md}"
         );
-        assert!(md.contains("| `max_queue_size = 32` | 200 |"), "{md}");
+        assert!(md.contains("| achieved send rate | 10000 req/s = **5.0× capacity** |"));
+        assert!(md.contains("| every request answered | 0 timeouts or transport errors, 0 answers other than 200/429/504 | none | met |"));
+        assert!(md.contains("| **1.200 ms** (1.500 ms) | < 5 ms | met |"));
+        assert!(md.contains("| **1.000 ms** | ≤ 50 ms | met |"), "{md}");
         assert!(
-            md.contains("p99 in the server: **52.000 ms** (≤ 50 ms: **not met**)"),
+            md.contains("| 100.0 → 101.0 MiB (+1024 KiB); 107.4 MiB |"),
             "{md}"
         );
-        assert!(
-            head.ends_with("instead of the small queue: admitted p99 in the server 52.0 ms (≤ 50 ms: **not met**)."),
-            "{head}"
+        assert!(o.heads[0].starts_with("Overload at 5.0× capacity: 429 p99 **1.20 ms** on the wire (< 5 ms: met; 1.5 ms from the intended send), admitted p99 in the server **1.000 ms** (≤ 50 ms: met; end to end 40.0 ms: met)"));
+        assert!(!o.values.contains_key("shedding"));
+        let mut l = ov.open.levels[0].clone();
+        l.ok = 4000;
+        l.server_timing
+            .insert(SERVER_TOTAL.into(), values(46000.0, 52000.0));
+        ov.shed = Some(open(vec![l]));
+        let mut o = Filled::default();
+        overload(
+            &mut o,
+            &Extra {
+                overload: Some(ov),
+                ..Extra::default()
+            },
         );
+        let md = &o.values["shedding"];
+        assert!(md.contains("| `shed_beyond_target = true` | 400 | 80.0 % | 1.200 | 46.000 / 52.000 | 40.000 | 0 |"), "{md}");
+        assert!(md.contains("| `max_queue_size = 32` | 200 |"));
+        assert!(md.contains(
+            "shedding (queue bound 1024 rows) | **52.000 ms** | ≤ 50 ms | **not met** |"
+        ));
+        assert!(o.heads[0].ends_with("admitted p99 in the server 52.0 ms (≤ 50 ms: **not met**)."));
     }
 
     #[test]
     fn pipelines_report_busy_padding_and_skips() {
+        let figure = |kind: &str, mean: f64| MetricFigure {
+            kind: kind.into(),
+            mean,
+            min: None,
+            max: None,
+            samples: 100,
+            sum: Some(mean * 100.0),
+        };
         let mut short = closed_level(64, 300.0);
         short.metrics.insert(
             "convoy_device_busy_ratio{model=\"minilm\",worker=\"0\"}".into(),
-            MetricFigure {
-                kind: "gauge".into(),
-                mean: 0.95,
-                min: Some(0.9),
-                max: Some(1.0),
-                samples: 8,
-                sum: None,
-            },
+            figure("gauge", 0.95),
         );
         let padded = |mean: f64| {
             let mut l = closed_level(64, 200.0);
             l.metrics.insert(
                 "convoy_batch_padding_ratio{model=\"minilm\"}".into(),
-                MetricFigure {
-                    kind: "histogram".into(),
-                    mean,
-                    min: None,
-                    max: None,
-                    samples: 100,
-                    sum: Some(mean * 100.0),
-                },
+                figure("histogram", mean),
             );
             closed(vec![l])
         };
+        let manifest = PipelinesManifest {
+            minilm: "measured".into(),
+            efficientnet: "model.onnx is absent".into(),
+            ..Default::default()
+        };
+        let minilm = vec![
+            ("short".into(), "on".into(), closed(vec![short])),
+            ("mixed".into(), "on".into(), padded(0.1)),
+            ("mixed".into(), "off".into(), padded(0.4)),
+        ];
         let x = Extra {
             pipelines: Some(Pipelines {
-                manifest: PipelinesManifest {
-                    minilm: "measured".into(),
-                    efficientnet: "models/efficientnet_lite0/model.onnx is absent".into(),
-                    ..Default::default()
-                },
-                minilm: vec![
-                    ("short".into(), "on".into(), closed(vec![short])),
-                    ("mixed".into(), "on".into(), padded(0.1)),
-                    ("mixed".into(), "off".into(), padded(0.4)),
-                ],
+                manifest,
+                minilm,
                 efficientnet: None,
             }),
             ..Extra::default()
         };
-        let mut md = String::new();
-        let heads = pipelines(&mut md, &x);
-        assert!(md.contains("| short | on | 64 | 300 |"), "{md}");
-        assert!(md.contains("| 0.95 |"));
-        assert!(md.contains("| 10.0 % |"));
-        assert!(md.contains("Skipped: models/efficientnet_lite0/model.onnx is absent."));
-        assert_eq!(heads.len(), 2);
-        assert!(heads[0].contains("**0.95** (target ≥ 0.9: met)"));
-        assert!(heads[1].contains("**10.0 %** of token slots with bucketing vs **40.0 %** without"));
+        let mut o = Filled::default();
+        pipelines(&mut o, &x);
+        let md = &o.values["minilm"];
+        assert!(
+            md.contains("| short | on | 64 | 300 | 1.000 | 2.000 | – | – | – | – | – | – | 0.95 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| mixed | off | 64 | 200 | 1.000 | 2.000 | – | – | – | – | – | 40.0 % | – |"
+            ),
+            "{md}"
+        );
+        assert_eq!(
+            o.values["efficientnet.absent"],
+            "Skipped: model.onnx is absent."
+        );
+        assert_eq!(o.heads.len(), 2);
+        assert!(o.heads[0].contains("**0.95** (target ≥ 0.9: met)"));
+        assert!(o.heads[1].contains("**10.0 %** of token slots with bucketing vs **40.0 %** without; throughput 200 vs 200 texts/s (1.00×)"));
     }
 
     #[test]
     fn problems_flag_failures_but_not_load_shedding() {
         let good = closed(vec![closed_level(1, 100.0)]);
-        let mut bad_level = closed_level(16, 0.0);
-        bad_level.ok = 0;
-        bad_level.error_total = 3;
-        bad_level.errors = [("connect".to_string(), 3)].into_iter().collect();
-        let bad = closed(vec![bad_level]);
+        let mut bad = closed_level(16, 0.0);
+        (bad.ok, bad.error_total, bad.errors) = (0, 3, [("connect".to_string(), 3)].into());
         let x = Extra {
             overload: Some(overload_fixture()),
             ..Extra::default()
         };
-        assert!(
-            problems(&good, &good, &x).is_empty(),
-            "{:?}",
-            problems(&good, &good, &x)
-        );
-        let p = problems(&good, &bad, &x);
-        assert_eq!(p.len(), 2, "{p:?}");
-        assert!(p[0].contains("unbatched c=16: no successful request"));
-        assert!(p[1].contains("connect=3"));
-        let mut o = overload_fixture();
-        o.open.levels[0].errors.insert("timeout".into(), 1);
-        let x = Extra {
-            overload: Some(o),
-            ..Extra::default()
-        };
-        let p = problems(&good, &good, &x);
+        assert_eq!(problems(&good, &good, &x), Vec::<String>::new());
+        let p = problems(&good, &closed(vec![bad]), &x);
         assert_eq!(
             p,
-            vec!["overload rate=10000: unexpected errors timeout=1".to_string()]
+            [
+                "unbatched c=16: no successful request",
+                "unbatched c=16: errors connect=3"
+            ]
+        );
+        let mut ov = overload_fixture();
+        ov.open.levels[0].errors.insert("timeout".into(), 1);
+        let x = Extra {
+            overload: Some(ov),
+            ..Extra::default()
+        };
+        assert_eq!(
+            problems(&good, &good, &x),
+            ["overload rate=10000: unexpected errors timeout=1"]
         );
     }
 }
