@@ -20,6 +20,8 @@ mod report;
 mod sections;
 mod server_stats;
 mod stats;
+#[cfg(test)]
+mod testkit;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -265,75 +265,45 @@ pub fn section(o: &mut Filled, peers: Option<&Peers>, ceiling: &CeilingReport, q
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ceiling::CeilingLevel;
-    use crate::stats::LatencySummary;
 
     fn ceiling() -> CeilingReport {
-        let level = |b: usize, rows: f64| CeilingLevel {
-            batch_size: b,
-            duration_s: 1.0,
-            runs: 1,
-            runs_per_s: rows / b as f64,
-            rows_per_s: rows,
-            latency: LatencySummary::default(),
-        };
-        CeilingReport {
-            mode: "ceiling".into(),
-            model: "m.onnx".into(),
-            ort_lib: "lib.so".into(),
-            intra_threads: 1,
-            features: 10,
-            reference_max_abs_err: None,
-            levels: vec![level(1, 100_000.0), level(64, 2_000_000.0)],
-        }
+        serde_json::from_str(
+            r#"{"mode": "ceiling", "model": "m.onnx", "ort_lib": "lib.so", "intra_threads": 1,
+            "features": 10, "reference_max_abs_err": null, "levels": [
+            {"batch_size": 1, "duration_s": 1, "runs": 1, "runs_per_s": 100000, "rows_per_s": 100000,
+             "latency": {"count": 1, "mean_ms": 0, "p50_ms": 0, "p90_ms": 0, "p99_ms": 0, "max_ms": 0}},
+            {"batch_size": 64, "duration_s": 1, "runs": 1, "runs_per_s": 31250, "rows_per_s": 2000000,
+             "latency": {"count": 1, "mean_ms": 0, "p50_ms": 0, "p90_ms": 0, "p99_ms": 0, "max_ms": 0}}
+            ]}"#,
+        )
+        .unwrap()
     }
 
-    fn ratio(model: &str, c: u64, label: &str, convoy: f64, peer: f64) -> PeerRatio {
-        PeerRatio {
-            model: model.into(),
-            concurrency: c,
-            label: label.into(),
-            convoy_rps: convoy,
-            ratio: convoy / peer,
-            python: label.starts_with("MLServer"),
-            convoy_p99_ms: Some(2.0),
-            peer_p99_ms: Some(if c == 1 { 1.5 } else { 90.0 }),
-        }
-    }
-
+    /// Convoy at 2 ms p99 against MLServer (Python) and Triton; the peer's p99 is 1.5 ms
+    /// at c=1 and 90 ms beyond.
     fn peers(state: &str) -> Peers {
-        let summary = PeersSummary {
-            profile: "short".into(),
-            date: Some("2026-01-01 00:00 UTC".into()),
-            wall_s: Some(390.0),
-            concurrency: Some("1,16,64".into()),
-            warmup_s: Some(1.0),
-            duration_s: Some(4.0),
-            peers: vec!["Triton 2.51".into(), "MLServer 1.7.1".into()],
-            ratios: vec![
-                ratio("mlp", 1, "Triton 2.51", 1000.0, 800.0),
-                ratio("mlp", 1, "MLServer 1.7.1", 1000.0, 500.0),
-                ratio("mlp", 64, "Triton 2.51", 20000.0, 10000.0),
-                ratio("mlp", 64, "MLServer 1.7.1", 20000.0, 1000.0),
-                ratio("minilm", 64, "Triton 2.51", 300.0, 250.0),
-            ],
-            failed: vec!["KServe on minilm: probe failed".into()],
-            plots: [(
-                "mlp".to_string(),
-                vec![
-                    "peers-mlp-throughput.svg".into(),
-                    "peers-mlp-p99.svg".into(),
-                ],
-            )]
-            .into(),
-            ..Default::default()
-        };
+        let summary = r#"{"profile": "short", "date": "2026-01-01 00:00 UTC", "wall_s": 390,
+            "concurrency": "1,16,64", "warmup_s": 1, "duration_s": 4,
+            "peers": ["Triton 2.51", "MLServer 1.7.1"],
+            "ratios": [
+              {"model": "mlp", "concurrency": 1, "label": "Triton 2.51", "convoy_rps": 1000, "ratio": 1.25,
+               "convoy_p99_ms": 2, "peer_p99_ms": 1.5},
+              {"model": "mlp", "concurrency": 1, "label": "MLServer 1.7.1", "convoy_rps": 1000, "ratio": 2,
+               "python": true, "convoy_p99_ms": 2, "peer_p99_ms": 1.5},
+              {"model": "mlp", "concurrency": 64, "label": "Triton 2.51", "convoy_rps": 20000, "ratio": 2,
+               "convoy_p99_ms": 2, "peer_p99_ms": 90},
+              {"model": "mlp", "concurrency": 64, "label": "MLServer 1.7.1", "convoy_rps": 20000, "ratio": 20,
+               "python": true, "convoy_p99_ms": 2, "peer_p99_ms": 90},
+              {"model": "minilm", "concurrency": 64, "label": "Triton 2.51", "convoy_rps": 300, "ratio": 1.2,
+               "convoy_p99_ms": 2, "peer_p99_ms": 90}],
+            "failed": ["KServe on minilm: probe failed"],
+            "plots": {"mlp": ["peers-mlp-throughput.svg", "peers-mlp-p99.svg"]}}"#;
         Peers {
             manifest: PeersManifest {
                 state: state.into(),
                 md: "PEERS.md".into(),
             },
-            summary: Some(summary),
+            summary: Some(serde_json::from_str(summary).unwrap()),
             dir: "results/peers".into(),
         }
     }
@@ -343,47 +313,43 @@ mod tests {
         let mut o = Filled::default();
         section(&mut o, Some(&peers("measured")), &ceiling(), false);
         let md = &o.values["peers"];
-        assert!(md.contains("`loadtests/peers.sh --short`, the last section of this run, 2026-01-01 00:00 UTC, 6.5 min"), "{md}");
-        assert!(md.contains("| closed loop | c=1,16,64 (1 s warm-up + 4 s per level) |"));
-        assert!(md.contains("| model | c | Convoy req/s | Triton 2.51 | MLServer 1.7.1 |"));
-        assert!(md.contains("| MLP | 1 | 1000 | 1.2× | 2.0× |"), "{md}");
-        assert!(md.contains("| MiniLM | 64 | 300 | 1.2× | – |"));
-        assert!(md.contains("100000 rows/s at batch 1, 2000000 at batch 64; Convoy's best MLP figure here, 20000 req/s of one row, is 1.0 % of the latter"));
-        assert!(md.contains("(results/peers/peers-mlp-throughput.svg)"));
-        assert!(!md.contains("peers-mlp-p99.svg"));
-        assert!(md.contains("- KServe on minilm: probe failed"));
-        // 2× at c=1 (and a higher p99) misses, 20× at c=64 holds; Triton is no Python
-        // framework, so MiniLM has no row.
-        assert!(
-            md.contains("| MLP | 1 | MLServer 1.7.1 | **2.0×** | 2.00 | 1.50 | **not met** |"),
-            "{md}"
-        );
-        assert!(md.contains("| MLP | 64 | MLServer 1.7.1 | **20.0×** | 2.00 | 90.00 | met |"));
-        assert!(!md.contains("| MiniLM | 64 | Triton"));
-        assert_eq!(
-            o.heads,
-            ["Peers (closed loop, Convoy req/s ÷ peer's, see PEERS.md): MLP c=64: Triton 2.51 2.0×, MLServer 1.7.1 20.0×; MiniLM c=64: Triton 2.51 1.2×."]
-        );
+        for want in [
+            "`loadtests/peers.sh --short`, the last section of this run, 2026-01-01 00:00 UTC, 6.5 min",
+            "| closed loop | c=1,16,64 (1 s warm-up + 4 s per level) |",
+            "| model | c | Convoy req/s | Triton 2.51 | MLServer 1.7.1 |",
+            "| MLP | 1 | 1000 | 1.2× | 2.0× |",
+            "| MiniLM | 64 | 300 | 1.2× | – |",
+            "100000 rows/s at batch 1, 2000000 at batch 64; Convoy's best MLP figure here, 20000 req/s of one row, is 1.0 % of the latter",
+            "(results/peers/peers-mlp-throughput.svg)",
+            "- KServe on minilm: probe failed",
+            // 2× at c=1 (and a higher p99) misses, 20× at c=64 holds.
+            "| MLP | 1 | MLServer 1.7.1 | **2.0×** | 2.00 | 1.50 | **not met** |",
+            "| MLP | 64 | MLServer 1.7.1 | **20.0×** | 2.00 | 90.00 | met |",
+        ] {
+            assert!(md.contains(want), "{want:?} not in {md}");
+        }
+        // Triton is no Python framework, so MiniLM has no target row.
+        assert!(!md.contains("peers-mlp-p99.svg") && !md.contains("| MiniLM | 64 | Triton"));
+        let head = "Peers (closed loop, Convoy req/s ÷ peer's, see PEERS.md): MLP c=64: Triton 2.51 2.0×, MLServer 1.7.1 20.0×; MiniLM c=64: Triton 2.51 1.2×.";
+        assert_eq!(o.heads, [head]);
     }
 
     #[test]
     fn says_why_not_measured() {
         let mut o = Filled::default();
-        section(
-            &mut o,
-            Some(&peers("skipped: LOADTEST_PEERS=0")),
-            &ceiling(),
-            false,
-        );
+        let skipped = peers("skipped: LOADTEST_PEERS=0");
+        section(&mut o, Some(&skipped), &ceiling(), false);
         assert!(!o.values.contains_key("peers") && o.heads.is_empty());
-        assert!(o.values["peers.absent"].starts_with(
-            "Not measured in this run: skipped: LOADTEST_PEERS=0. [PEERS.md](PEERS.md), if present"
-        ));
+        let why =
+            "Not measured in this run: skipped: LOADTEST_PEERS=0. [PEERS.md](PEERS.md), if present";
+        assert!(o.values["peers.absent"].starts_with(why));
         let mut o = Filled::default();
-        let mut no_summary = peers("measured");
-        no_summary.summary = None;
+        let no_summary = Peers {
+            summary: None,
+            ..peers("measured")
+        };
         section(&mut o, Some(&no_summary), &ceiling(), false);
-        assert!(o.values["peers.absent"]
-            .contains("ran but wrote no summary (`results/peers/summary.json`)"));
+        let why = "ran but wrote no summary (`results/peers/summary.json`)";
+        assert!(o.values["peers.absent"].contains(why));
     }
 }

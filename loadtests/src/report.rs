@@ -71,22 +71,21 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
 /// `dir/name` parsed, or `None` when the file is absent (that part was not run).
 fn optional<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Option<T>> {
     let path = dir.join(name);
-    if path.exists() {
-        read_json(&path).map(Some)
-    } else {
-        Ok(None)
-    }
+    path.exists().then(|| read_json(&path)).transpose()
 }
 
-fn optional_text(dir: &Path, name: &str) -> Result<Option<String>> {
-    let path = dir.join(name);
-    if path.exists() {
-        std::fs::read_to_string(&path)
-            .map(Some)
-            .with_context(|| format!("reading {}", path.display()))
-    } else {
-        Ok(None)
-    }
+/// (label, file name, contents) of those of `files` present in `dir`.
+fn texts(dir: &Path, files: [(&str, &str); 2]) -> Result<Vec<(String, String, String)>> {
+    let present = files
+        .into_iter()
+        .filter(|(_, name)| dir.join(name).exists());
+    let read = |(label, name): (&str, &str)| {
+        let path = dir.join(name);
+        let text = std::fs::read_to_string(&path);
+        let text = text.with_context(|| format!("reading {}", path.display()))?;
+        Ok((label.to_string(), name.to_string(), text))
+    };
+    present.map(read).collect()
 }
 
 fn load_slo(dir: &Path, model: &str) -> Result<Option<Slo>> {
@@ -183,24 +182,21 @@ fn load_extra(dir: &Path, raw_dir: &str, quick: bool) -> Result<Extra> {
 
 pub fn run(args: &ReportArgs) -> Result<()> {
     let dir = &args.results;
-    let mut stats = Vec::new();
-    for (label, name) in [
-        ("batched", "stats-batched.json"),
-        ("max_batch_size = 1", "stats-unbatched.json"),
-    ] {
-        if let Some(text) = optional_text(dir, name)? {
-            stats.push((label.to_string(), name.to_string(), text));
-        }
-    }
-    let mut configs = Vec::new();
-    for (label, name) in [
-        ("batched", "config-batched.toml"),
-        ("max_batch_size = 1", "config-unbatched.toml"),
-    ] {
-        if let Some(text) = optional_text(dir, name)? {
-            configs.push((label.to_string(), text));
-        }
-    }
+    const BATCHED: &str = "batched";
+    const UNBATCHED: &str = "max_batch_size = 1";
+    let stats = [
+        (BATCHED, "stats-batched.json"),
+        (UNBATCHED, "stats-unbatched.json"),
+    ];
+    let stats = texts(dir, stats)?;
+    let configs = [
+        (BATCHED, "config-batched.toml"),
+        (UNBATCHED, "config-unbatched.toml"),
+    ];
+    let configs = texts(dir, configs)?
+        .into_iter()
+        .map(|(l, _, t)| (l, t))
+        .collect();
     let raw_dir = args.raw_dir.trim_end_matches('/').to_string();
     let extra = load_extra(dir, &raw_dir, args.quick)?;
     // The host of the run: detected on the run's own report, kept for re-rendering later.

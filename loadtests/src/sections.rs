@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use serde::Deserialize;
 
-use crate::ceiling::CeilingReport;
+use crate::ceiling::{CeilingLevel, CeilingReport};
 use crate::closed::{ClosedLevel, ClosedReport};
 use crate::machine::Machine;
 use crate::open::{OpenLevel, OpenReport};
@@ -53,15 +53,17 @@ pub fn fill(
                 out.push_str(&fill(inner, values, absent)?);
             } else {
                 let why = values.get(&format!("{k}.absent"));
-                let _ = writeln!(out, "{}", why.map_or(absent, String::as_str));
+                let why = why.map_or(absent, String::as_str);
+                if !why.is_empty() {
+                    let _ = writeln!(out, "{why}");
+                }
             }
             rest = rest.strip_prefix('\n').unwrap_or(rest);
         } else {
-            out.push_str(
-                values
-                    .get(key)
-                    .ok_or_else(|| format!("no value for {{{{{key}}}}}"))?,
-            );
+            let v = values
+                .get(key)
+                .ok_or_else(|| format!("no value for {{{{{key}}}}}"))?;
+            out.push_str(v);
         }
     }
     out.push_str(rest);
@@ -80,10 +82,29 @@ pub fn table(head: &str, align: &str, rows: &[Vec<String>]) -> String {
     s
 }
 
+/// A table column: header, alignment (`l`, `r`) and its cell for one item.
+pub type Col<'a, T> = (&'a str, char, &'a dyn Fn(&T) -> String);
+
+/// A Markdown table with one row per item, `cols` giving the columns.
+pub fn tab<T>(items: &[T], cols: &[Col<T>]) -> String {
+    let head: Vec<&str> = cols.iter().map(|c| c.0).collect();
+    let align: String = cols.iter().map(|c| c.1).collect();
+    let rows: Vec<_> = items
+        .iter()
+        .map(|i| cols.iter().map(|c| (c.2)(i)).collect())
+        .collect();
+    table(&head.join(" | "), &align, &rows)
+}
+
 /// A two-column table of settings or figures.
 fn facts(rows: &[(&str, String)]) -> String {
-    let rows: Vec<_> = rows.iter().map(|(k, v)| row![k, v]).collect();
-    table("what | value", "ll", &rows)
+    tab(
+        rows,
+        &[
+            ("what", 'l', &|r| r.0.into()),
+            ("value", 'l', &|r| r.1.clone()),
+        ],
+    )
 }
 
 fn f(v: f64, digits: usize) -> String {
@@ -124,6 +145,15 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
+/// What a section that did not run says.
+fn absent(quick: bool) -> &'static str {
+    if quick {
+        "Not run in `--quick` mode."
+    } else {
+        "Not measured in this run."
+    }
+}
+
 /// A target's verdict, as every section of the report words it.
 pub fn yes_no(ok: bool) -> &'static str {
     if ok {
@@ -131,6 +161,10 @@ pub fn yes_no(ok: bool) -> &'static str {
     } else {
         "**not met**"
     }
+}
+
+fn bold(s: impl std::fmt::Display) -> String {
+    format!("**{s}**")
 }
 
 /// `[slo-<model>.json]`, written by run.sh: how the open-loop comparison was set up.
@@ -286,6 +320,13 @@ impl Filled {
         self.values.insert(key.to_string(), value.into());
     }
 
+    /// Sets several values at once.
+    fn put(&mut self, kv: &[(&str, String)]) {
+        for (k, v) in kv {
+            self.set(k, v.clone());
+        }
+    }
+
     /// Appends a chart's image to `key` when the chart was drawn.
     fn plot(&mut self, x: &Extra, key: &str, plot: &str, alt: &str) {
         if let Some(path) = x.plots.get(plot) {
@@ -313,10 +354,10 @@ pub fn render(r: &ReportInputs) -> String {
     overload(&mut o, x);
     pipelines(&mut o, x);
     if !r.configs.is_empty() {
-        let c: Vec<String> = r
+        let c: Vec<_> = r
             .configs
             .iter()
-            .map(|(label, text)| format!("{label}:\n\n```toml\n{}\n```", text.trim_end()))
+            .map(|(l, t)| format!("{l}:\n\n```toml\n{}\n```", t.trim_end()))
             .collect();
         o.set("configs", c.join("\n\n"));
     }
@@ -343,12 +384,8 @@ pub fn render(r: &ReportInputs) -> String {
     }
     let heads: Vec<_> = o.heads.iter().map(|h| format!("- {h}")).collect();
     o.set("headlines", heads.join("\n"));
-    let absent = if x.quick {
-        "Not run in `--quick` mode."
-    } else {
-        "Not measured in this run."
-    };
-    fill(TEMPLATE, &o.values, absent).expect("every placeholder of report.md.tmpl is filled")
+    fill(TEMPLATE, &o.values, absent(x.quick))
+        .expect("every placeholder of report.md.tmpl is filled")
 }
 
 fn machine(o: &mut Filled, r: &ReportInputs) {
@@ -357,30 +394,19 @@ fn machine(o: &mut Filled, r: &ReportInputs) {
         || "unknown".to_string(),
         |s| format!("{:.1} min (measurements only, after the build)", s / 60.0),
     );
-    let (start, end) = &r.loadavg;
-    o.set(
-        "machine",
-        facts(&[
-            (
-                "CPU",
-                format!("{} ({} logical CPUs)", m.cpu_model, m.logical_cpus),
-            ),
-            ("Memory", m.memory.clone()),
-            ("Kernel", m.kernel.clone()),
-            ("rustc", r.rustc.clone()),
-            (
-                "ONNX Runtime",
-                format!("{} (CPU execution provider)", r.ort_version),
-            ),
-            ("Commit", format!("`{}`", r.commit)),
-            ("Date", r.date.clone()),
-            ("Run time", wall),
-            (
-                "Load average (1/5/15 min)",
-                format!("{start} at the start, {end} at the end"),
-            ),
-        ]),
-    );
+    o.put(&[
+        ("cpu", m.cpu_model.clone()),
+        ("cpus", m.logical_cpus.to_string()),
+        ("memory", m.memory.clone()),
+        ("kernel", m.kernel.clone()),
+        ("rustc", r.rustc.clone()),
+        ("ort", r.ort_version.clone()),
+        ("commit", r.commit.clone()),
+        ("date", r.date.clone()),
+        ("wall", wall),
+        ("load.start", r.loadavg.0.clone()),
+        ("load.end", r.loadavg.1.clone()),
+    ]);
 }
 
 fn level_at(r: &ClosedReport, c: usize) -> Option<&ClosedLevel> {
@@ -392,101 +418,114 @@ fn top(r: &ClosedReport) -> Option<&ClosedLevel> {
     r.levels.iter().max_by_key(|l| l.concurrency)
 }
 
+/// The levels of `b` at the concurrencies `a` also measured, paired with `a`'s.
+fn pairs<'a>(a: &'a ClosedReport, b: &'a ClosedReport) -> Vec<(&'a ClosedLevel, &'a ClosedLevel)> {
+    b.levels
+        .iter()
+        .filter_map(|l| Some((level_at(a, l.concurrency)?, l)))
+        .collect()
+}
+
+/// Requests/s (or rows/s when `rows`), p50 and p99 of a closed level.
+fn perf(l: &ClosedLevel, rows: bool) -> [String; 3] {
+    let rate = if rows { l.rows_per_s } else { l.requests_per_s };
+    [f(rate, 0), f(l.latency.p50_ms, 3), f(l.latency.p99_ms, 3)]
+}
+
+/// Two configs side by side, level by level, and the ratio of their rates.
+fn side_by_side(a: &ClosedReport, b: &ClosedReport, rows: bool) -> Vec<Vec<String>> {
+    let rate = |l: &ClosedLevel| if rows { l.rows_per_s } else { l.requests_per_s };
+    let cells = |(x, y): (&ClosedLevel, &ClosedLevel)| {
+        let mut r = row![y.concurrency];
+        r.extend(perf(x, rows).into_iter().chain(perf(y, rows)));
+        r.push(bold(ratio(rate(y), rate(x))));
+        r
+    };
+    pairs(a, b).into_iter().map(cells).collect()
+}
+
 fn batching(o: &mut Filled, r: &ReportInputs) {
     let (b, u) = (&r.batched, &r.unbatched);
     let first = b.levels.first();
     let mut rows = Vec::new();
+    let line = |name: &str, l: &ClosedLevel| {
+        let [_, p50, p99] = perf(l, false);
+        let cpu = crate::cpu::format_cpu(l.client_cpu_pct);
+        row![
+            l.concurrency,
+            name,
+            f(l.requests_per_s, 0),
+            f(l.rows_per_s, 0),
+            p50,
+            p99,
+            l.error_total,
+            cpu
+        ]
+    };
     for bl in &b.levels {
-        let c = bl.concurrency;
-        let line = |name: &str, l: &ClosedLevel| {
-            let cpu = crate::cpu::format_cpu(l.client_cpu_pct);
-            row![
-                c,
-                name,
-                f(l.requests_per_s, 0),
-                f(l.rows_per_s, 0),
-                f(l.latency.p50_ms, 3),
-                f(l.latency.p99_ms, 3),
-                l.error_total,
-                cpu
-            ]
-        };
         rows.push(line("batched", bl));
-        let Some(ul) = level_at(u, c) else { continue };
+        let Some(ul) = level_at(u, bl.concurrency) else {
+            continue;
+        };
         rows.push(line("max_batch_size = 1", ul));
-        rows.push(row![
-            c,
-            "**batched / unbatched**",
-            format!("**{}**", ratio(bl.requests_per_s, ul.requests_per_s)),
-            format!("**{}**", ratio(bl.rows_per_s, ul.rows_per_s)),
+        let (rps, rows_s) = (
+            ratio(bl.requests_per_s, ul.requests_per_s),
+            ratio(bl.rows_per_s, ul.rows_per_s),
+        );
+        let (p50, p99) = (
             ratio(bl.latency.p50_ms, ul.latency.p50_ms),
             ratio(bl.latency.p99_ms, ul.latency.p99_ms),
+        );
+        rows.push(row![
+            bl.concurrency,
+            "**batched / unbatched**",
+            bold(rps),
+            bold(rows_s),
+            p50,
+            p99,
             "",
             ""
         ]);
     }
-    let setup = facts(&[
-        ("rows per request", b.rows_per_request.to_string()),
-        (
-            "measured per level",
-            format!(
-                "{} s after {} s warm-up",
-                first.map_or(0.0, |l| l.duration_s),
-                first.map_or(0.0, |l| l.warmup_s)
-            ),
-        ),
+    let (dur, warm) = first.map_or((0.0, 0.0), |l| (l.duration_s, l.warmup_s));
+    let rows_per = b.rows_per_request.to_string();
+    o.put(&[
+        ("b.rows", rows_per),
+        ("b.s", dur.to_string()),
+        ("b.warm", warm.to_string()),
     ]);
     let head = "concurrency | config | req/s | rows/s | p50 ms | p99 ms | errors | client CPU";
-    o.set(
-        "batching",
-        format!("{setup}\n\n{}", table(head, "rlrrrrrr", &rows)),
-    );
-    o.plot(
-        &r.extra,
-        "batching",
-        "batching",
-        "MLP: requests/s vs concurrency, batched and max_batch_size = 1",
-    );
+    o.set("batching", table(head, "rlrrrrrr", &rows));
+    let alt = "MLP: requests/s vs concurrency, batched and max_batch_size = 1";
+    o.plot(&r.extra, "batching", "batching", alt);
     if let (Some(bl), Some(ul)) = (top(b), top(b).and_then(|t| level_at(u, t.concurrency))) {
         o.heads.push(format!(
             "Dynamic batching vs max_batch_size = 1 at c={}: **{}** throughput ({:.0} vs {:.0} req/s), p99 {:.2} vs {:.2} ms.",
-            bl.concurrency,
-            ratio(bl.requests_per_s, ul.requests_per_s),
-            bl.requests_per_s,
-            ul.requests_per_s,
-            bl.latency.p99_ms,
-            ul.latency.p99_ms
+            bl.concurrency, ratio(bl.requests_per_s, ul.requests_per_s), bl.requests_per_s, ul.requests_per_s, bl.latency.p99_ms, ul.latency.p99_ms
         ));
     }
     let c = &r.ceiling;
-    let setup = facts(&[
-        ("intra-op threads", c.intra_threads.to_string()),
-        ("features per row", c.features.to_string()),
-        (
-            "outputs vs reference.json, max abs error",
-            c.reference_max_abs_err
-                .map_or("not checked".into(), |e| format!("{e:.1e}")),
-        ),
+    let err = c
+        .reference_max_abs_err
+        .map_or("not checked".into(), |e| format!("{e:.1e}"));
+    let (threads, features) = (c.intra_threads.to_string(), c.features.to_string());
+    o.put(&[
+        ("c.threads", threads),
+        ("c.features", features),
+        ("c.err", err),
     ]);
-    let rows: Vec<_> = c
-        .levels
-        .iter()
-        .map(|l| {
-            row![
-                l.batch_size,
-                f(l.runs_per_s, 0),
-                f(l.rows_per_s, 0),
-                f(l.latency.mean_ms, 4),
-                f(l.latency.p50_ms, 4),
-                f(l.latency.p99_ms, 4)
-            ]
-        })
-        .collect();
-    let head = "batch size | runs/s | rows/s | mean ms | p50 ms | p99 ms";
-    o.set(
-        "ceiling",
-        format!("{setup}\n\n{}", table(head, "rrrrrr", &rows)),
+    let levels = tab::<CeilingLevel>(
+        &c.levels,
+        &[
+            ("batch size", 'r', &|l| l.batch_size.to_string()),
+            ("runs/s", 'r', &|l| f(l.runs_per_s, 0)),
+            ("rows/s", 'r', &|l| f(l.rows_per_s, 0)),
+            ("mean ms", 'r', &|l| f(l.latency.mean_ms, 4)),
+            ("p50 ms", 'r', &|l| f(l.latency.p50_ms, 4)),
+            ("p99 ms", 'r', &|l| f(l.latency.p99_ms, 4)),
+        ],
     );
+    o.set("ceiling", levels);
 }
 
 /// The server against the in-process ceiling: throughput at saturation, latency at c=1.
@@ -500,25 +539,27 @@ fn overhead(o: &mut Filled, r: &ReportInputs) {
     // Batch 64 when measured (the committed max_batch_size), else the largest batch.
     let levels = &r.ceiling.levels;
     let at = |batch: usize| {
+        let largest = || levels.iter().max_by_key(|l| l.batch_size);
         levels
             .iter()
             .find(|l| l.batch_size == batch)
-            .or_else(|| levels.iter().max_by_key(|l| l.batch_size))
+            .or_else(largest)
     };
     let mut rows = Vec::new();
     if let (Some(b), Some(ceil)) = (best(&r.batched), at(64)) {
         let share = b.rows_per_s / ceil.rows_per_s.max(1e-9);
         let server = b.server_timing.get(SERVER_TOTAL).map(|v| v.mean);
+        let value = format!(
+            "**{}**: {:.0} (c={}) / {:.0} (batch {}) = {share:.3}×",
+            percent(b.rows_per_s, ceil.rows_per_s),
+            b.rows_per_s,
+            b.concurrency,
+            ceil.rows_per_s,
+            ceil.batch_size
+        );
         rows.push(row![
             "best batched rows/s over the ceiling's",
-            format!(
-                "**{}**: {:.0} (c={}) / {:.0} (batch {}) = {share:.3}×",
-                percent(b.rows_per_s, ceil.rows_per_s),
-                b.rows_per_s,
-                b.concurrency,
-                ceil.rows_per_s,
-                ceil.batch_size
-            ),
+            value,
             "≥ 0.9×",
             yes_no(share >= 0.9)
         ]);
@@ -534,40 +575,33 @@ fn overhead(o: &mut Filled, r: &ReportInputs) {
         let gap_us = (b1.latency.p50_ms - c1.latency.p50_ms) * 1000.0;
         let part = |k: &str| opt(b1.server_timing.get(k).map(|v| v.p50), 0);
         let inside = b1.server_timing.get(SERVER_TOTAL).map_or(0.0, |v| v.p50);
+        let value = format!(
+            "{:.3} ms vs {:.3} ms, {gap_us:+.0} µs",
+            b1.latency.p50_ms, c1.latency.p50_ms
+        );
         rows.push(row![
             "p50 at c=1 vs one in-process run",
-            format!(
-                "{:.3} ms vs {:.3} ms, {gap_us:+.0} µs",
-                b1.latency.p50_ms, c1.latency.p50_ms
-            ),
+            value,
             "≤ +150 µs",
             yes_no(gap_us <= 150.0)
         ]);
+        let (q, c, t) = (part("queue_us"), part("compute_us"), part(SERVER_TOTAL));
+        let value = format!("{q} µs, {c} µs, {t} µs; ~{:.0} µs", gap_us - inside);
         rows.push(row![
             "inside the server at c=1 (p50s): queue, compute, together; the rest",
-            format!(
-                "{} µs, {} µs, {} µs; ~{:.0} µs",
-                part("queue_us"),
-                part("compute_us"),
-                part(SERVER_TOTAL),
-                gap_us - inside
-            ),
+            value,
             "",
             ""
         ]);
     }
     if let (Some(u), Some(ceil)) = (best(&r.unbatched), at(1)) {
-        rows.push(row![
-            format!("unbatched server / ceiling at batch {}", ceil.batch_size),
-            format!(
-                "{} ({:.0} vs {:.0} rows/s)",
-                percent(u.rows_per_s, ceil.rows_per_s),
-                u.rows_per_s,
-                ceil.rows_per_s
-            ),
-            "",
-            ""
-        ]);
+        let what = format!("unbatched server / ceiling at batch {}", ceil.batch_size);
+        let share = percent(u.rows_per_s, ceil.rows_per_s);
+        let value = format!(
+            "{share} ({:.0} vs {:.0} rows/s)",
+            u.rows_per_s, ceil.rows_per_s
+        );
+        rows.push(row![what, value, "", ""]);
     }
     o.set(
         "overhead",
@@ -580,48 +614,20 @@ fn wire(o: &mut Filled, x: &Extra) {
     let Some((json, binary)) = &x.wire else {
         return;
     };
-    let rows_per = json.rows_per_request;
-    let mut rows = Vec::new();
-    for b in &binary.levels {
-        let Some(j) = level_at(json, b.concurrency) else {
-            continue;
-        };
-        rows.push(row![
-            b.concurrency,
-            f(j.rows_per_s, 0),
-            f(j.latency.p50_ms, 3),
-            f(j.latency.p99_ms, 3),
-            f(b.rows_per_s, 0),
-            f(b.latency.p50_ms, 3),
-            f(b.latency.p99_ms, 3),
-            format!("**{}**", ratio(b.rows_per_s, j.rows_per_s))
-        ]);
-    }
-    let setup = facts(&[
-        (
-            "rows per request",
-            format!(
-                "{rows_per} (JSON: {rows_per} × 10 numbers; binary: {} bytes)",
-                rows_per * 40
-            ),
-        ),
-        (
-            "measured per level",
-            format!("{:.0} s", top(binary).map_or(0.0, |l| l.duration_s)),
-        ),
+    let n = json.rows_per_request;
+    let secs = f(top(binary).map_or(0.0, |l| l.duration_s), 0);
+    o.put(&[
+        ("w.n", n.to_string()),
+        ("w.bytes", (n * 40).to_string()),
+        ("w.s", secs),
     ]);
     let head = "concurrency | JSON rows/s | p50 ms | p99 ms | binary rows/s | p50 ms | p99 ms | binary / JSON";
-    o.set(
-        "wire",
-        format!("{setup}\n\n{}", table(head, "rrrrrrrr", &rows)),
-    );
+    let rows = side_by_side(json, binary, true);
+    o.set("wire", table(head, "rrrrrrrr", &rows));
     if let (Some(j), Some(b)) = (top(json), top(binary)) {
         o.heads.push(format!(
-            "v2 binary tensors vs JSON, {rows_per}-row requests at c={}: **{}** the rows/s ({:.0} vs {:.0}).",
-            b.concurrency,
-            ratio(b.rows_per_s, j.rows_per_s),
-            b.rows_per_s,
-            j.rows_per_s
+            "v2 binary tensors vs JSON, {n}-row requests at c={}: **{}** the rows/s ({:.0} vs {:.0}).",
+            b.concurrency, ratio(b.rows_per_s, j.rows_per_s), b.rows_per_s, j.rows_per_s
         ));
     }
 }
@@ -630,52 +636,31 @@ fn instances(o: &mut Filled, x: &Extra) {
     let Some((one, two)) = &x.instances else {
         return;
     };
-    let mut rows = Vec::new();
-    for t in &two.levels {
-        let Some(l) = level_at(one, t.concurrency) else {
-            continue;
-        };
-        rows.push(row![
-            t.concurrency,
-            f(l.requests_per_s, 0),
-            f(l.latency.p50_ms, 3),
-            f(l.latency.p99_ms, 3),
-            f(t.requests_per_s, 0),
-            f(t.latency.p50_ms, 3),
-            f(t.latency.p99_ms, 3),
-            format!("**{}**", ratio(t.requests_per_s, l.requests_per_s))
-        ]);
-    }
     let head = "concurrency | count = 1 req/s | p50 ms | p99 ms | count = 2 req/s | p50 ms | p99 ms | 2 / 1 throughput";
-    let mut md = table(head, "rrrrrrrr", &rows);
-    if let (Some(l), Some(t)) = (top(one), top(two)) {
-        let r = div(t.requests_per_s, l.requests_per_s);
-        let rounds = t.slice_rps.len().max(1);
-        let compute = l
-            .server_timing
-            .get("compute_us")
-            .map(|v| format!("{:.0} rows: {:.0} µs", batch_rows(l), v.mean));
-        let _ = write!(
-            md,
-            "\n\n{}",
-            facts(&[
-                ("interleaved rounds per level", rounds.to_string()),
-                (
-                    &format!("count = 2 / count = 1 at c={}", t.concurrency),
-                    format!("**{r:.2}×**")
-                ),
-                (
-                    "device time of a mean batch (count = 1)",
-                    compute.unwrap_or_else(|| "n/a".into())
-                ),
-            ])
-        );
-        o.heads.push(format!(
-            "Instances: `count = 2` / `count = 1` at c={}: **{r:.2}×** throughput (default stays 1 on CPU).",
-            t.concurrency
-        ));
-    }
-    o.set("instances", md);
+    o.set(
+        "instances",
+        table(head, "rrrrrrrr", &side_by_side(one, two, false)),
+    );
+    o.set("i.top.absent", "");
+    let (Some(l), Some(t)) = (top(one), top(two)) else {
+        return;
+    };
+    let r = div(t.requests_per_s, l.requests_per_s);
+    let compute = l.server_timing.get("compute_us").map(|v| v.mean);
+    let batch = compute.map_or("n/a".into(), |c| {
+        format!("{:.0} rows: {c:.0} µs", batch_rows(l))
+    });
+    o.put(&[
+        ("i.top", String::new()),
+        ("i.rounds", t.slice_rps.len().max(1).to_string()),
+        ("i.c", t.concurrency.to_string()),
+        ("i.r", f(r, 2)),
+        ("i.batch", batch),
+    ]);
+    o.heads.push(format!(
+        "Instances: `count = 2` / `count = 1` at c={}: **{r:.2}×** throughput (default stays 1 on CPU).",
+        t.concurrency
+    ));
 }
 
 fn batch_rows(l: &ClosedLevel) -> f64 {
@@ -707,8 +692,7 @@ fn metrics_cost(o: &mut Filled, x: &Extra) {
     let rounds = a.slice_rps.len().min(b.slice_rps.len());
     let mut ratios = Vec::new();
     let mut rows = Vec::new();
-    for i in 0..rounds {
-        let (on, off) = (a.slice_rps[i], b.slice_rps[i]);
+    for (i, (&on, &off)) in a.slice_rps.iter().zip(&b.slice_rps).enumerate() {
         if off > 0.0 {
             ratios.push(on / off);
         }
@@ -726,69 +710,52 @@ fn metrics_cost(o: &mut Filled, x: &Extra) {
     let cost = (1.0 - r) * 100.0;
     let (mean, half) = mean_and_spread(&ratios);
     let (lo, hi) = ((1.0 - mean - half) * 100.0, (1.0 - mean + half) * 100.0);
-    let verdict = if rounds < 2 {
-        yes_no(cost < 2.0).to_string()
-    } else if hi < 2.0 {
-        "met".to_string()
-    } else if lo > 2.0 {
-        "**not met**".to_string()
-    } else {
-        format!("not resolved by this run: the rounds put the cost between {lo:.1} % and {hi:.1} %")
+    let verdict = match () {
+        _ if rounds < 2 => yes_no(cost < 2.0).to_string(),
+        _ if hi < 2.0 => "met".to_string(),
+        _ if lo > 2.0 => "**not met**".to_string(),
+        _ => format!(
+            "not resolved by this run: the rounds put the cost between {lo:.1} % and {hi:.1} %"
+        ),
     };
-    let mut figures = vec![
-        (
-            "closed loop",
-            format!(
-                "c={}, {rounds} rounds of {:.0} s each",
-                a.concurrency,
-                a.duration_s / rounds.max(1) as f64
-            ),
-        ),
-        (
-            "recording cost (all on / all off)",
-            format!("**{cost:.1} % of throughput** ({r:.3})"),
-        ),
-        (
-            "paired rounds: mean ratio ± 2 standard errors",
-            format!("{mean:.3} ± {half:.3}: a cost between {lo:.1} % and {hi:.1} %"),
-        ),
-        ("target < 2 %", verdict.clone()),
-    ];
+    let per_round = a.duration_s / rounds.max(1) as f64;
+    o.put(&[
+        ("m.c", a.concurrency.to_string()),
+        ("m.rounds", rounds.to_string()),
+        ("m.round_s", f(per_round, 0)),
+        ("m.cost", f(cost, 1)),
+        ("m.r", f(r, 3)),
+        ("m.mean", f(mean, 3)),
+        ("m.half", f(half, 3)),
+        ("m.lo", f(lo, 1)),
+        ("m.hi", f(hi, 1)),
+        ("m.verdict", verdict.clone()),
+    ]);
     let mut head = format!(
         "Metrics recording at c={}: on / off throughput **{r:.3}** (cost {cost:.1} %, rounds: {lo:.1} to {hi:.1} %; target < 2 %: {verdict}).",
         a.concurrency
     );
+    o.set("m.rss.absent", "");
     if let (Some(m), Some((on, _))) = (&x.metrics_rss, &x.metrics_cost) {
         let growth = |before: u64, after: u64| (after as f64 - before as f64) / 1024.0;
-        let (on_g, off_g) = (
-            growth(m.on_before_kib, m.on_after_kib),
-            growth(m.off_before_kib, m.off_after_kib),
-        );
+        let on_g = growth(m.on_before_kib, m.on_after_kib);
+        let off_g = growth(m.off_before_kib, m.off_after_kib);
         let served = on.levels.iter().map(|l| l.ok).sum::<u64>().max(1);
         let per_request = on_g * 1024.0 * 1024.0 / served as f64;
-        figures.push((
-            "RSS, recording metrics, unscraped",
-            format!(
-                "{:.1} → {:.1} MiB (**{on_g:+.1} MiB**, {per_request:.0} bytes per request served)",
-                mib(m.on_before_kib),
-                mib(m.on_after_kib)
-            ),
-        ));
-        figures.push((
-            "RSS, `--disable-metrics`",
-            format!(
-                "{:.1} → {:.1} MiB ({off_g:+.1} MiB)",
-                mib(m.off_before_kib),
-                mib(m.off_after_kib)
-            ),
-        ));
+        o.put(&[
+            ("m.rss", String::new()),
+            ("m.on_b", f(mib(m.on_before_kib), 1)),
+            ("m.on_a", f(mib(m.on_after_kib), 1)),
+            ("m.on_g", format!("{on_g:+.1}")),
+            ("m.per_req", f(per_request, 0)),
+            ("m.off_b", f(mib(m.off_before_kib), 1)),
+            ("m.off_a", f(mib(m.off_after_kib), 1)),
+            ("m.off_g", format!("{off_g:+.1}")),
+        ]);
         let _ = write!(head, " Unscraped, its RSS grew {on_g:+.1} MiB over the section vs {off_g:+.1} MiB without metrics.");
     }
     let head_row = "round | order | metrics on req/s | metrics off req/s | on / off";
-    o.set(
-        "metrics",
-        format!("{}\n\n{}", table(head_row, "rlrrr", &rows), facts(&figures)),
-    );
+    o.set("metrics", table(head_row, "rlrrr", &rows));
     o.heads.push(head);
 }
 
@@ -812,121 +779,84 @@ fn slo(o: &mut Filled, s: &Slo, x: &Extra) {
         .zip(&m.rates)
         .map(|(f, r)| format!("{:.0} % ({r:.0} req/s)", f * 100.0))
         .collect();
-    let join = |v: Vec<String>| v.join(", ");
-    let mut md = format!(
-        "### {}\n\n{}\n",
-        m.model,
-        facts(&[
-            (
-                "capacity",
-                format!("{:.0} req/s: {}", m.capacity_rps, m.capacity_source)
-            ),
-            ("offered", offered.join(" and ")),
-            (
-                "connections",
-                first.map_or(0, |r| r.connections).to_string()
-            ),
-            (
-                "rounds; measured per config and load",
-                format!(
-                    "{}; {:.0} s",
-                    m.rounds,
-                    first
-                        .and_then(|r| r.levels.first())
-                        .map_or(0.0, |l| l.duration_s)
-                )
-            ),
-            (
-                "fixed windows, `max_queue_delay_us`",
-                join(m.delays_us.iter().map(u64::to_string).collect())
-            ),
-            (
-                "target T",
-                format!("`latency_target_ms = {}`: {}", m.target_ms, m.target_why)
-            ),
-        ])
-    );
+    let delays: Vec<_> = m.delays_us.iter().map(u64::to_string).collect();
+    let measured = first
+        .and_then(|r| r.levels.first())
+        .map_or(0.0, |l| l.duration_s);
+    let capacity = format!("{:.0} req/s: {}", m.capacity_rps, m.capacity_source);
+    let connections = first.map_or(0, |r| r.connections).to_string();
+    let rounds = format!("{}; {measured:.0} s", m.rounds);
+    let target = format!("`latency_target_ms = {}`: {}", m.target_ms, m.target_why);
+    let setup = facts(&[
+        ("capacity", capacity),
+        ("offered", offered.join(" and ")),
+        ("connections", connections),
+        ("rounds; measured per config and load", rounds),
+        ("fixed windows, `max_queue_delay_us`", delays.join(", ")),
+        ("target T", target),
+    ]);
+    let mut md = format!("### {}\n\n{setup}\n", m.model);
     if s.runs.is_empty() {
-        let _ = write!(
-            md,
-            "\n{}\n",
-            if x.quick {
-                "Not run in `--quick` mode."
-            } else {
-                "Not measured in this run."
-            }
-        );
+        let _ = write!(md, "\n{}\n", absent(x.quick));
     }
+    let is_target = |label: &str| label.starts_with("latency_target");
     for (i, fraction) in m
         .fractions
         .iter()
         .enumerate()
         .filter(|_| !s.runs.is_empty())
     {
-        let at = |r: &OpenReport| r.levels.get(i).cloned();
-        let rows: Vec<_> = s
+        let runs: Vec<(&str, OpenLevel)> = s
             .runs
             .iter()
-            .filter_map(|(label, r)| Some((label, at(r)?)))
-            .map(|(label, l)| {
-                let errors = if l.errors.is_empty() {
-                    "0".into()
-                } else {
-                    format_errors(&l.errors)
-                };
-                let within = if l.latency.p99_ms <= m.target_ms {
-                    "yes"
-                } else {
-                    "no"
-                };
-                let batch = l.server_timing.get("batch_rows").map(|v| v.mean);
-                row![
-                    label,
-                    f(l.achieved_rate, 0),
-                    f(l.requests_per_s, 0),
-                    f(l.latency.p50_ms, 3),
-                    f(l.latency.p99_ms, 3),
-                    opt(server_p99_ms(&l), 3),
-                    opt(batch, 1),
-                    f(l.connection_wait.p50_ms, 3),
-                    errors,
-                    l.dropped,
-                    within
-                ]
-            })
+            .filter_map(|(k, r)| Some((k.as_str(), r.levels.get(i)?.clone())))
             .collect();
-        let head = "config | sent req/s | ok req/s | p50 ms | p99 ms | server p99 ms | mean batch rows | conn. wait p50 ms | errors | dropped | p99 ≤ T";
+        let errors = |l: &OpenLevel| match l.errors.is_empty() {
+            true => "0".into(),
+            false => format_errors(&l.errors),
+        };
+        let within = |l: &OpenLevel| ["no", "yes"][usize::from(l.latency.p99_ms <= m.target_ms)];
+        let rows = tab::<(&str, OpenLevel)>(
+            &runs,
+            &[
+                ("config", 'l', &|(k, _)| k.to_string()),
+                ("sent req/s", 'r', &|(_, l)| f(l.achieved_rate, 0)),
+                ("ok req/s", 'r', &|(_, l)| f(l.requests_per_s, 0)),
+                ("p50 ms", 'r', &|(_, l)| f(l.latency.p50_ms, 3)),
+                ("p99 ms", 'r', &|(_, l)| f(l.latency.p99_ms, 3)),
+                ("server p99 ms", 'r', &|(_, l)| opt(server_p99_ms(l), 3)),
+                ("mean batch rows", 'r', &|(_, l)| {
+                    opt(l.server_timing.get("batch_rows").map(|v| v.mean), 1)
+                }),
+                ("conn. wait p50 ms", 'r', &|(_, l)| {
+                    f(l.connection_wait.p50_ms, 3)
+                }),
+                ("errors", 'l', &|(_, l)| errors(l)),
+                ("dropped", 'r', &|(_, l)| l.dropped.to_string()),
+                ("p99 ≤ T", 'l', &|(_, l)| within(l).into()),
+            ],
+        );
+        let rate = m.rates.get(i).copied().unwrap_or(0.0);
+        let pct = fraction * 100.0;
         let _ = write!(
             md,
-            "\n#### {} at {:.0} % of capacity ({:.0} req/s)\n\n{}\n",
-            m.model,
-            fraction * 100.0,
-            m.rates.get(i).copied().unwrap_or(0.0),
-            table(head, "lrrrrrrrlrl", &rows)
+            "\n#### {} at {pct:.0} % of capacity ({rate:.0} req/s)\n\n{rows}\n",
+            m.model
         );
-        let is_target = |label: &str| label.starts_with("latency_target");
-        let Some(target) = s
-            .runs
-            .iter()
-            .find(|(l, _)| is_target(l))
-            .and_then(|(_, r)| at(r))
-        else {
+        let Some((_, target)) = runs.iter().find(|(k, _)| is_target(k)) else {
             continue;
         };
-        let best_fixed = s
-            .runs
+        let best_fixed = runs
             .iter()
-            .filter(|(l, _)| !is_target(l))
-            .filter_map(|(label, r)| at(r).map(|l| (label, l)))
+            .filter(|(k, _)| !is_target(k))
             .max_by(|a, b| a.1.requests_per_s.total_cmp(&b.1.requests_per_s));
+        let p99 = target.latency.p99_ms;
         let mut verdict = format!(
-            "at {:.0} % of capacity, **latency_target_ms = {}**: end-to-end p99 {:.3} ms (≤ T: {})",
-            fraction * 100.0,
+            "at {pct:.0} % of capacity, **latency_target_ms = {}**: end-to-end p99 {p99:.3} ms (≤ T: {})",
             m.target_ms,
-            target.latency.p99_ms,
-            yes_no(target.latency.p99_ms <= m.target_ms)
+            yes_no(p99 <= m.target_ms)
         );
-        if let Some(sp) = server_p99_ms(&target) {
+        if let Some(sp) = server_p99_ms(target) {
             let _ = write!(
                 verdict,
                 ", server-side p99 {sp:.3} ms (≤ T: {})",
@@ -940,16 +870,10 @@ fn slo(o: &mut Filled, s: &Slo, x: &Extra) {
             let _ = write!(
                 verdict,
                 "; throughput {:.0} req/s vs {:.0} for the best fixed delay ({label}): {r:.3}× (≥ best fixed, within 1 %: {})",
-                target.requests_per_s,
-                b.requests_per_s,
-                yes_no(r >= 0.99)
+                target.requests_per_s, b.requests_per_s, yes_no(r >= 0.99)
             );
         }
-        if s.runs
-            .iter()
-            .filter_map(|(_, r)| at(r))
-            .any(|l| saturated(&l))
-        {
+        if runs.iter().any(|(_, l)| saturated(l)) {
             verdict.push_str(". The server was saturated at this load (drops or waits for a connection), so these rows compare overload behaviour more than windows");
         }
         let _ = write!(md, "\nVerdict {verdict}.\n");
@@ -979,17 +903,15 @@ fn unanswered(l: &OpenLevel) -> u64 {
 /// One row of the admission comparison (see [`overload`]).
 fn admission_row(label: &str, l: &OpenLevel) -> Vec<String> {
     let refused = l.latency_by_status.get("http_429").map_or(0, |s| s.count);
-    let server = l.server_timing.get(SERVER_TOTAL);
+    let server = |p: fn(&crate::stats::ValueSummary) -> f64| {
+        opt(l.server_timing.get(SERVER_TOTAL).map(|v| p(v) / 1000.0), 3)
+    };
     row![
         label,
         f(l.ok as f64 / l.duration_s.max(1e-9), 0),
         format!("{:.1} %", 100.0 * refused as f64 / l.sent.max(1) as f64),
         opt(l.service_by_status.get("http_429").map(|s| s.p99_ms), 3),
-        format!(
-            "{} / {}",
-            opt(server.map(|v| v.p50 / 1000.0), 3),
-            opt(server.map(|v| v.p99 / 1000.0), 3)
-        ),
+        format!("{} / {}", server(|v| v.p50), server(|v| v.p99)),
         opt(l.latency_by_status.get("http_200").map(|s| s.p99_ms), 3),
         unanswered(l)
     ]
@@ -1003,90 +925,60 @@ fn overload(o: &mut Filled, x: &Extra) {
     let m = &ov.manifest;
     let t = m.latency_target_ms;
     let compute = cap.server_timing.get("compute_us").map(|v| v.mean / 1000.0);
-    let setup = facts(&[
-        (
-            "model",
-            format!(
-                "FP32 [N, {}] → [N, {w}] through {} MatMul + Relu layers of width {w}",
-                m.inputs,
-                m.layers,
-                w = m.width
-            ),
-        ),
-        (
-            "config",
-            format!(
-                "`max_batch_size = {}`, `max_queue_size = {}` rows, `latency_target_ms = {t}`",
-                m.max_batch_size, m.max_queue_size
-            ),
-        ),
-        ("rows per request", m.rows_per_request.to_string()),
-        (
-            &format!("capacity, closed loop c={}", cap.concurrency),
-            format!(
-                "**{:.0} req/s** (mean batch {:.1} rows, {} ms of device time per batch)",
-                m.capacity_rps,
-                batch_rows(cap),
-                opt(compute, 2)
-            ),
-        ),
-        (
-            "offered",
-            format!(
-                "{:.1}× that, {:.0} req/s, for {} s; client timeout {} s",
-                m.multiple, m.rate, l.duration_s, m.timeout_s
-            ),
-        ),
-        (
-            "achieved send rate",
-            format!(
-                "{:.0} req/s = **{:.1}× capacity**",
-                l.achieved_rate,
-                div(l.achieved_rate, m.capacity_rps)
-            ),
-        ),
+    let q = m.max_queue_size;
+    o.put(&[
+        ("o.inputs", m.inputs.to_string()),
+        ("o.width", m.width.to_string()),
+        ("o.layers", m.layers.to_string()),
+        ("o.batch", m.max_batch_size.to_string()),
+        ("o.queue", q.to_string()),
+        ("o.t", t.to_string()),
+        ("o.rows", m.rows_per_request.to_string()),
+        ("o.c", cap.concurrency.to_string()),
+        ("o.cap", f(m.capacity_rps, 0)),
+        ("o.batch_rows", f(batch_rows(cap), 1)),
+        ("o.compute", opt(compute, 2)),
+        ("o.multiple", f(m.multiple, 1)),
+        ("o.rate", f(m.rate, 0)),
+        ("o.s", l.duration_s.to_string()),
+        ("o.timeout", m.timeout_s.to_string()),
+        ("o.sent", f(l.achieved_rate, 0)),
+        ("o.x", f(div(l.achieved_rate, m.capacity_rps), 1)),
     ]);
     let total = l.sent.max(1) as f64;
-    let rows: Vec<_> = l
-        .latency_by_status
-        .iter()
-        .map(|(status, s)| {
-            let wire = l.service_by_status.get(status).map_or(0.0, |s| s.p99_ms);
-            row![
-                status.replace("http_", "HTTP "),
-                s.count,
-                format!("{:.1} %", 100.0 * s.count as f64 / total),
-                f(s.p50_ms, 3),
-                f(s.p99_ms, 3),
-                f(s.max_ms, 3),
-                f(wire, 3)
-            ]
-        })
-        .chain((l.dropped > 0).then(|| {
-            row![
-                "not sent (client's in-flight cap)",
-                l.dropped,
-                "",
-                "",
-                "",
-                "",
-                ""
-            ]
-        }))
-        .collect();
-    let outcomes = table(
-        "outcome | requests | share | p50 ms | p99 ms | max ms | p99 from actual send ms",
-        "lrrrrrr",
-        &rows,
+    let statuses: Vec<_> = l.latency_by_status.iter().collect();
+    let mut outcomes = tab::<(&String, &LatencySummary)>(
+        &statuses,
+        &[
+            ("outcome", 'l', &|(k, _)| k.replace("http_", "HTTP ")),
+            ("requests", 'r', &|(_, s)| s.count.to_string()),
+            ("share", 'r', &|(_, s)| {
+                format!("{:.1} %", 100.0 * s.count as f64 / total)
+            }),
+            ("p50 ms", 'r', &|(_, s)| f(s.p50_ms, 3)),
+            ("p99 ms", 'r', &|(_, s)| f(s.p99_ms, 3)),
+            ("max ms", 'r', &|(_, s)| f(s.max_ms, 3)),
+            ("p99 from actual send ms", 'r', &|(k, _)| {
+                f(l.service_by_status.get(*k).map_or(0.0, |s| s.p99_ms), 3)
+            }),
+        ],
     );
+    if l.dropped > 0 {
+        let _ = write!(
+            outcomes,
+            "\n| not sent (client's in-flight cap) | {} |  |  |  |  |  |",
+            l.dropped
+        );
+    }
     let empty = LatencySummary::default();
     let refused = l.latency_by_status.get("http_429").unwrap_or(&empty);
     let admitted = l.latency_by_status.get("http_200").unwrap_or(&empty);
     let unanswered = unanswered(l);
+    let shed = |k: &String| k.starts_with("http_") && !LOAD_SHEDDING.contains(&k.as_str());
     let other_http: u64 = l
         .errors
         .iter()
-        .filter(|(k, _)| k.starts_with("http_") && !LOAD_SHEDDING.contains(&k.as_str()))
+        .filter(|(k, _)| shed(k))
         .map(|(_, n)| n)
         .sum();
     let server_p99 = server_p99_ms(l);
@@ -1099,53 +991,48 @@ fn overload(o: &mut Filled, x: &Extra) {
     let wire_met = yes_no(refused.count > 0 && wire < 5.0);
     let e2e_met = yes_no(admitted.count > 0 && admitted.p99_ms <= t);
     let growth = m.rss_after_kib as f64 - m.rss_before_kib as f64;
-    let checks = [
-        row!["every request answered", format!("{unanswered} timeouts or transport errors, {other_http} answers other than 200/429/504"), "none", yes_no(unanswered == 0 && other_http == 0)],
-        row!["429 p99 on the wire (from the intended send)", format!("**{wire:.3} ms** ({:.3} ms)", refused.p99_ms), "< 5 ms", wire_met],
-        row!["admitted (200) p99 in the server (queue + compute, headers)", format!("**{} ms**", opt(server_p99, 3)), format!("≤ {t} ms"), server_met],
-        row!["admitted (200) p99 end to end from the intended send", format!("{:.3} ms", admitted.p99_ms), format!("≤ {t} ms"), e2e_met],
-        row![
-            "server RSS (VmRSS) before → after; peak (VmHWM)",
-            format!("{:.1} → {:.1} MiB ({growth:+.0} KiB); {:.1} MiB", mib(m.rss_before_kib), mib(m.rss_after_kib), mib(m.rss_peak_kib)),
-            "",
-            ""
-        ],
-    ];
-    let checks = table("check | value | target | verdict", "lrll", &checks);
-    o.set("overload", format!("{setup}\n\n{outcomes}\n\n{checks}"));
+    let (before, after) = (mib(m.rss_before_kib), mib(m.rss_after_kib));
+    o.put(&[
+        ("o.unanswered", unanswered.to_string()),
+        ("o.other", other_http.to_string()),
+        (
+            "o.answered",
+            yes_no(unanswered == 0 && other_http == 0).into(),
+        ),
+        ("o.wire", f(wire, 3)),
+        ("o.refused", f(refused.p99_ms, 3)),
+        ("o.wire_ok", wire_met.into()),
+        ("o.server", opt(server_p99, 3)),
+        ("o.server_ok", server_met.into()),
+        ("o.e2e", f(admitted.p99_ms, 3)),
+        ("o.e2e_ok", e2e_met.into()),
+        ("o.before", f(before, 1)),
+        ("o.after", f(after, 1)),
+        ("o.growth", format!("{growth:+.0}")),
+        ("o.peak", f(mib(m.rss_peak_kib), 1)),
+    ]);
+    o.set("overload", outcomes);
     let mut shed_head = String::new();
     if let Some(shed) = ov.shed.as_ref().and_then(|r| r.levels.first()) {
         let shed_p99 = server_p99_ms(shed);
         let shed_met = yes_no(shed.ok > 0 && shed_p99.is_some_and(|p| p <= t));
         let rows = [
-            admission_row(&format!("`max_queue_size = {}`", m.max_queue_size), l),
+            admission_row(&format!("`max_queue_size = {q}`"), l),
             admission_row("`shed_beyond_target = true`", shed),
         ];
         let head = "admission | 200 answered/s | 429 share | 429 p99 on the wire ms | admitted p50 / p99 in the server ms | admitted p99 end to end ms | unanswered";
-        let check = row![
-            format!(
-                "admitted p99 in the server, shedding (queue bound {} rows)",
-                m.shed_max_queue_size
-            ),
-            format!("**{} ms**", opt(shed_p99, 3)),
-            format!("≤ {t} ms"),
-            shed_met
-        ];
-        let checks = table("check | value | target | verdict", "lrll", &[check]);
-        o.set(
-            "shedding",
-            format!("{}\n\n{checks}", table(head, "lrrrrrr", &rows)),
-        );
+        o.set("shedding", table(head, "lrrrrrr", &rows));
+        let bound = m.shed_max_queue_size.to_string();
+        o.put(&[
+            ("s.bound", bound),
+            ("s.p99", opt(shed_p99, 3)),
+            ("s.ok", shed_met.into()),
+        ]);
         shed_head = format!(" With `shed_beyond_target` instead of the small queue: admitted p99 in the server {} ms (≤ {t} ms: {shed_met}).", opt(shed_p99, 1));
     }
     o.heads.push(format!(
-        "Overload at {:.1}× capacity: 429 p99 **{wire:.2} ms** on the wire (< 5 ms: {wire_met}; {:.1} ms from the intended send), admitted p99 in the server **{} ms** (≤ {t} ms: {server_met}; end to end {:.1} ms: {e2e_met}), {unanswered} unanswered, RSS {:.0} → {:.0} MiB.{shed_head}",
-        div(l.achieved_rate, m.capacity_rps),
-        refused.p99_ms,
-        opt(server_p99, 3),
-        admitted.p99_ms,
-        mib(m.rss_before_kib),
-        mib(m.rss_after_kib),
+        "Overload at {:.1}× capacity: 429 p99 **{wire:.2} ms** on the wire (< 5 ms: {wire_met}; {:.1} ms from the intended send), admitted p99 in the server **{} ms** (≤ {t} ms: {server_met}; end to end {:.1} ms: {e2e_met}), {unanswered} unanswered, RSS {before:.0} → {after:.0} MiB.{shed_head}",
+        div(l.achieved_rate, m.capacity_rps), refused.p99_ms, opt(server_p99, 3), admitted.p99_ms,
     ));
 }
 
@@ -1153,39 +1040,38 @@ const BUSY: &str = "convoy_device_busy_ratio";
 const PADDING: &str = "convoy_batch_padding_ratio";
 const BATCH: &str = "convoy_batch_size_rows";
 
+/// The series of metric `name` of kind `kind`.
+fn series<'a>(
+    metrics: &'a BTreeMap<String, MetricFigure>,
+    name: &'a str,
+    kind: &'a str,
+) -> impl Iterator<Item = &'a MetricFigure> {
+    metrics
+        .iter()
+        .filter(move |(s, f)| crate::prom::metric_name(s) == name && f.kind == kind)
+        .map(|(_, f)| f)
+}
+
 /// Mean of the gauge series of `name` (averaged over instances), if scraped.
 fn gauge_mean(metrics: &BTreeMap<String, MetricFigure>, name: &str) -> Option<f64> {
-    let v: Vec<f64> = metrics
-        .iter()
-        .filter(|(s, f)| crate::prom::metric_name(s) == name && f.kind == "gauge")
-        .map(|(_, f)| f.mean)
-        .collect();
+    let v: Vec<f64> = series(metrics, name, "gauge").map(|f| f.mean).collect();
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
 /// Δsum/Δcount of histogram `name` over all its series, if any observation was made.
 fn histogram_mean(metrics: &BTreeMap<String, MetricFigure>, name: &str) -> Option<f64> {
-    let (sum, n) = metrics
-        .iter()
-        .filter(|(s, f)| crate::prom::metric_name(s) == name && f.kind == "histogram")
-        .fold((0.0, 0u64), |(s, n), (_, f)| {
-            (s + f.sum.unwrap_or(0.0), n + f.samples)
-        });
+    let (sum, n) = series(metrics, name, "histogram").fold((0.0, 0u64), |(s, n), f| {
+        (s + f.sum.unwrap_or(0.0), n + f.samples)
+    });
     (n > 0).then(|| sum / n as f64)
 }
 
 /// Latency and the mean stage times (ms) of a pipeline level.
 fn stage_cells(l: &ClosedLevel) -> Vec<String> {
-    let mut cells = row![
-        l.concurrency,
-        f(l.rows_per_s, 0),
-        f(l.latency.p50_ms, 3),
-        f(l.latency.p99_ms, 3)
-    ];
-    cells.extend(
-        ["pre_us", "queue_us", "infer_us", "post_us"]
-            .map(|k| opt(l.server_timing.get(k).map(|v| v.mean / 1000.0), 3)),
-    );
+    let [_, p50, p99] = perf(l, true);
+    let mut cells = row![l.concurrency, f(l.rows_per_s, 0), p50, p99];
+    let stage = |k| opt(l.server_timing.get(k).map(|v| v.mean / 1000.0), 3);
+    cells.extend(["pre_us", "queue_us", "infer_us", "post_us"].map(stage));
     cells.push(opt(histogram_mean(&l.metrics, BATCH), 1));
     cells
 }
@@ -1201,53 +1087,39 @@ fn pipelines(o: &mut Filled, x: &Extra) {
             for l in &r.levels {
                 let mut cells = row![body, bucketing];
                 cells.extend(stage_cells(l));
-                cells.push(
-                    histogram_mean(&l.metrics, PADDING)
-                        .map_or_else(|| "–".into(), |v| format!("{:.1} %", v * 100.0)),
-                );
+                let pad = histogram_mean(&l.metrics, PADDING);
+                cells.push(pad.map_or_else(|| "–".into(), |v| format!("{:.1} %", v * 100.0)));
                 cells.push(opt(gauge_mean(&l.metrics, BUSY), 2));
                 rows.push(cells);
             }
         }
         let head = "body | bucketing | c | texts/s | p50 ms | p99 ms | pre ms | queue ms | infer ms | post ms | batch rows | padding | device busy";
         o.set("minilm", table(head, "llrrrrrrrrrrr", &rows));
-        o.plot(
-            x,
-            "minilm",
-            "minilm",
-            "MiniLM: requests/s (one text each) vs concurrency, short and mixed lengths",
-        );
-        let mut lines = Vec::new();
-        if let Some(l) = p
-            .minilm
-            .iter()
-            .find(|(b, _, _)| b == "short")
-            .and_then(|(_, _, r)| top(r))
-        {
-            if let Some(busy) = gauge_mean(&l.metrics, BUSY) {
-                lines.push(format!(
-                    "MiniLM device busy at c={} (short texts): **{busy:.2}** (target ≥ 0.9: {}).",
-                    l.concurrency,
-                    yes_no(busy >= 0.9)
-                ));
-            }
-        }
-        let pad = |label: &str| {
-            let (_, _, r) = p
+        let alt = "MiniLM: requests/s (one text each) vs concurrency, short and mixed lengths";
+        o.plot(x, "minilm", "minilm", alt);
+        let run = |body: &str, bucketing: Option<&str>| {
+            let found = p
                 .minilm
                 .iter()
-                .find(|(b, k, _)| b == "mixed" && k == label)?;
-            top(r).and_then(|l| Some((l, histogram_mean(&l.metrics, PADDING)?)))
+                .find(|(b, k, _)| b == body && bucketing.is_none_or(|w| k == w));
+            found.and_then(|(_, _, r)| top(r))
         };
+        let mut lines = Vec::new();
+        if let Some((l, busy)) =
+            run("short", None).and_then(|l| Some((l, gauge_mean(&l.metrics, BUSY)?)))
+        {
+            lines.push(format!(
+                "MiniLM device busy at c={} (short texts): **{busy:.2}** (target ≥ 0.9: {}).",
+                l.concurrency,
+                yes_no(busy >= 0.9)
+            ));
+        }
+        let pad =
+            |k| run("mixed", Some(k)).and_then(|l| Some((l, histogram_mean(&l.metrics, PADDING)?)));
         if let (Some((on_l, on)), Some((off_l, off))) = (pad("on"), pad("off")) {
             lines.push(format!(
                 "MiniLM padding at c={} with mixed lengths: **{:.1} %** of token slots with bucketing vs **{:.1} %** without; throughput {:.0} vs {:.0} texts/s ({}).",
-                on_l.concurrency,
-                on * 100.0,
-                off * 100.0,
-                on_l.rows_per_s,
-                off_l.rows_per_s,
-                ratio(on_l.rows_per_s, off_l.rows_per_s)
+                on_l.concurrency, on * 100.0, off * 100.0, on_l.rows_per_s, off_l.rows_per_s, ratio(on_l.rows_per_s, off_l.rows_per_s)
             ));
         }
         for line in lines {
@@ -1255,37 +1127,29 @@ fn pipelines(o: &mut Filled, x: &Extra) {
             o.heads.push(line);
         }
     }
-    match &p.efficientnet {
-        None => o.set(
+    let Some(r) = &p.efficientnet else {
+        return o.set(
             "efficientnet.absent",
             format!("Skipped: {}.", p.manifest.efficientnet),
-        ),
-        Some(r) => {
-            let rows: Vec<_> = r
-                .levels
-                .iter()
-                .map(|l| {
-                    let mut cells = stage_cells(l);
-                    cells.push(opt(gauge_mean(&l.metrics, BUSY), 2));
-                    cells
-                })
-                .collect();
-            let head = "c | images/s | p50 ms | p99 ms | pre ms | queue ms | infer ms | post ms | batch rows | device busy";
-            o.set(
-                "efficientnet",
-                format!(
-                    "Image: {}.\n\n{}",
-                    p.manifest.sample,
-                    table(head, "rrrrrrrrrr", &rows)
-                ),
-            );
-            if let Some(l) = top(r) {
-                o.heads.push(format!(
-                    "EfficientNet classify (raw PNG) at c={}: {:.0} images/s, p99 {:.1} ms.",
-                    l.concurrency, l.rows_per_s, l.latency.p99_ms
-                ));
-            }
-        }
+        );
+    };
+    let rows: Vec<_> = r
+        .levels
+        .iter()
+        .map(|l| [stage_cells(l), row![opt(gauge_mean(&l.metrics, BUSY), 2)]].concat())
+        .collect();
+    let head = "c | images/s | p50 ms | p99 ms | pre ms | queue ms | infer ms | post ms | batch rows | device busy";
+    let md = format!(
+        "Image: {}.\n\n{}",
+        p.manifest.sample,
+        table(head, "rrrrrrrrrr", &rows)
+    );
+    o.set("efficientnet", md);
+    if let Some(l) = top(r) {
+        o.heads.push(format!(
+            "EfficientNet classify (raw PNG) at c={}: {:.0} images/s, p99 {:.1} ms.",
+            l.concurrency, l.rows_per_s, l.latency.p99_ms
+        ));
     }
 }
 
@@ -1378,129 +1242,41 @@ pub fn problems(batched: &ClosedReport, unbatched: &ClosedReport, x: &Extra) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ceiling::CeilingLevel;
-    use crate::stats::ValueSummary;
+    use crate::testkit::{closed, closed_level, lat, open, open_level, patched, vs};
+    use serde_json::json;
 
-    fn summary(p50: f64, p99: f64, count: u64) -> LatencySummary {
-        LatencySummary {
-            count,
-            mean_ms: p50,
-            p50_ms: p50,
-            p90_ms: p99,
-            p99_ms: p99,
-            max_ms: p99 * 2.0,
-        }
+    /// A closed level with a batch of 32 rows, 50 µs of compute, 200 µs in the server.
+    fn lvl(c: usize, rps: f64) -> ClosedLevel {
+        let timing = json!({"compute_us": vs(50.0, 80.0), "batch_rows": vs(32.0, 64.0), SERVER_TOTAL: vs(200.0, 300.0)});
+        closed_level(
+            json!({"concurrency": c, "requests_per_s": rps, "rows_per_s": rps,
+            "ok": (rps * 10.0) as u64, "client_cpu_pct": 40.0, "server_timing": timing}),
+        )
     }
 
-    fn values(mean: f64, p99: f64) -> ValueSummary {
-        ValueSummary {
-            count: 10,
-            mean,
-            p50: mean,
-            p90: p99,
-            p99,
-            max: p99,
-        }
-    }
-
-    fn closed_level(c: usize, rps: f64) -> ClosedLevel {
-        ClosedLevel {
-            concurrency: c,
-            warmup_s: 2.0,
-            duration_s: 10.0,
-            ok: (rps * 10.0) as u64,
-            error_total: 0,
-            errors: BTreeMap::new(),
-            requests_per_s: rps,
-            rows_per_s: rps,
-            latency: summary(1.0, 2.0, 10),
-            client_cpu_pct: Some(40.0),
-            latency_by_status: BTreeMap::new(),
-            server_timing: [
-                ("compute_us", values(50.0, 80.0)),
-                ("batch_rows", values(32.0, 64.0)),
-                (SERVER_TOTAL, values(200.0, 300.0)),
-            ]
-            .map(|(k, v)| (k.to_string(), v))
-            .into(),
-            metrics: BTreeMap::new(),
-            slice_rps: Vec::new(),
-        }
-    }
-
-    fn closed(levels: Vec<ClosedLevel>) -> ClosedReport {
-        ClosedReport {
-            mode: "closed".into(),
-            url: "http://x/".into(),
-            rows_per_request: 1,
-            client_threads: 1,
-            levels,
-        }
-    }
-
-    fn open_level(rps: f64, p99: f64, server_p99_us: f64) -> OpenLevel {
-        OpenLevel {
-            target_rate: rps,
-            warmup_s: 1.0,
-            duration_s: 10.0,
-            scheduled: 1000,
-            dropped: 0,
-            sent: 1000,
-            achieved_rate: rps,
-            ok: 1000,
-            error_total: 0,
-            errors: BTreeMap::new(),
-            elapsed_s: 10.0,
-            requests_per_s: rps,
-            rows_per_s: rps,
-            latency: summary(1.0, p99, 1000),
-            send_lag: LatencySummary::default(),
-            connection_wait: LatencySummary::default(),
-            client_cpu_pct: None,
-            latency_by_status: BTreeMap::new(),
-            service_by_status: BTreeMap::new(),
-            server_timing: [
-                (SERVER_TOTAL, values(500.0, server_p99_us)),
-                ("batch_rows", values(12.5, 20.0)),
-            ]
-            .map(|(k, v)| (k.to_string(), v))
-            .into(),
-        }
-    }
-
-    fn open(levels: Vec<OpenLevel>) -> OpenReport {
-        OpenReport {
-            mode: "open".into(),
-            url: "http://x/".into(),
-            rows_per_request: 1,
-            client_threads: 1,
-            max_in_flight: 4096,
-            connections: 256,
-            levels,
-        }
+    /// An open level at `rps` with end-to-end p99 `p99` ms and server p99 `server_us` µs.
+    fn olvl(rps: f64, p99: f64, server_us: f64) -> OpenLevel {
+        let timing = json!({SERVER_TOTAL: vs(500.0, server_us), "batch_rows": vs(12.5, 20.0)});
+        open_level(
+            json!({"target_rate": rps, "achieved_rate": rps, "requests_per_s": rps,
+            "rows_per_s": rps, "latency": lat(1.0, p99, 1000), "server_timing": timing}),
+        )
     }
 
     fn inputs(extra: Extra) -> ReportInputs {
-        let ceiling_level = |batch_size: usize, rows_per_s: f64| CeilingLevel {
-            batch_size,
-            duration_s: 1.0,
-            runs: 1,
-            runs_per_s: rows_per_s / batch_size as f64,
-            rows_per_s,
-            latency: LatencySummary {
-                p50_ms: 0.004,
-                ..Default::default()
-            },
+        let ceiling = |b: usize, rows: f64| {
+            json!({"batch_size": b, "duration_s": 1.0, "runs": 1,
+            "runs_per_s": rows / b as f64, "rows_per_s": rows, "latency": lat(0.004, 0.004, 1)})
         };
-        let mut b1 = closed_level(1, 1000.0);
-        b1.latency = summary(0.25, 0.5, 10);
+        let ceiling = json!({"mode": "ceiling", "model": "m.onnx", "ort_lib": "lib.so",
+            "intra_threads": 1, "features": 10, "reference_max_abs_err": 1e-7,
+            "levels": [ceiling(1, 100_000.0), ceiling(64, 2_000_000.0)]});
+        let mut b1 = lvl(1, 1000.0);
+        b1.latency.p50_ms = 0.25;
+        let machine = json!({"logical_cpus": 2, "cpu_model": "Test CPU", "memory": "8.0 GiB", "kernel": "6.0"});
+        let stats = r#"{"model_stats":[{"execution_count":4,"inference_count":10}]}"#;
         ReportInputs {
-            machine: Machine {
-                logical_cpus: 2,
-                cpu_model: "Test CPU".into(),
-                memory: "8.0 GiB".into(),
-                kernel: "6.0".into(),
-            },
+            machine: patched(machine, json!({})),
             commit: "abc1234".into(),
             date: "2025-01-01".into(),
             rustc: "rustc 1.95.0".into(),
@@ -1508,22 +1284,10 @@ mod tests {
             raw_dir: "results".into(),
             wall_s: Some(600.0),
             loadavg: ("0.10 0.20 0.30".into(), "1.00 0.50 0.40".into()),
-            batched: closed(vec![b1, closed_level(64, 20000.0)]),
-            unbatched: closed(vec![closed_level(1, 1000.0), closed_level(64, 5000.0)]),
-            ceiling: CeilingReport {
-                mode: "ceiling".into(),
-                model: "m.onnx".into(),
-                ort_lib: "lib.so".into(),
-                intra_threads: 1,
-                features: 10,
-                reference_max_abs_err: Some(1e-7),
-                levels: vec![ceiling_level(1, 100_000.0), ceiling_level(64, 2_000_000.0)],
-            },
-            stats: vec![(
-                "batched".into(),
-                "stats-batched.json".into(),
-                r#"{"model_stats":[{"execution_count":4,"inference_count":10}]}"#.into(),
-            )],
+            batched: closed(vec![b1, lvl(64, 20000.0)]),
+            unbatched: closed(vec![lvl(1, 1000.0), lvl(64, 5000.0)]),
+            ceiling: patched(ceiling, json!({})),
+            stats: vec![("batched".into(), "stats-batched.json".into(), stats.into())],
             configs: vec![("batched".into(), "max_batch_size = 64\n".into())],
             extra,
         }
@@ -1532,16 +1296,14 @@ mod tests {
     #[test]
     fn fill_substitutes_keeps_or_replaces_blocks_and_rejects_unknown_keys() {
         let v: BTreeMap<String, String> = [("a", "1"), ("b", "2"), ("c.absent", "why")]
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, v)| (k.into(), v.into()))
             .into();
         assert_eq!(
             fill("x {{a}}\n{{#b}}\nb={{b}}\n{{/b}}\nend", &v, "-").unwrap(),
             "x 1\nb=2\nend"
         );
-        assert_eq!(
-            fill("{{#c}}\n{{c}}\n{{/c}}\n{{#d}}\n{{d}}\n{{/d}}\n", &v, "-").unwrap(),
-            "why\n-\n"
-        );
+        let blocks = "{{#c}}\n{{c}}\n{{/c}}\n{{#d}}\n{{d}}\n{{/d}}\n";
+        assert_eq!(fill(blocks, &v, "-").unwrap(), "why\n-\n");
         assert_eq!(fill("{{zz}}", &v, "-").unwrap_err(), "no value for {{zz}}");
         assert!(fill("{{#a}} no end", &v, "-").is_err());
     }
@@ -1550,34 +1312,19 @@ mod tests {
     fn renders_batching_ceiling_and_overhead_and_marks_sections_not_run() {
         let md = render(&inputs(Extra::default()));
         assert!(!md.contains("{{"), "{md}");
-        assert!(md.contains("| CPU | Test CPU (2 logical CPUs) |"));
-        assert!(md.contains("| Run time | 10.0 min (measurements only, after the build) |"));
-        assert!(
-            md.contains("| 64 | max_batch_size = 1 | 5000 | 5000 | 1.000 | 2.000 | 0 | 40% |"),
-            "{md}"
-        );
-        assert!(md.contains(
-            "| 64 | **batched / unbatched** | **4.00×** | **4.00×** | 1.00× | 1.00× |  |  |"
-        ));
-        assert!(md.contains("- Dynamic batching vs max_batch_size = 1 at c=64: **4.00×** throughput (20000 vs 5000 req/s)"));
-        assert!(md.contains("| outputs vs reference.json, max abs error | 1.0e-7 |"));
-        assert!(md.contains("| best batched rows/s over the ceiling's | **1.0 %**: 20000 (c=64) / 2000000 (batch 64) = 0.010× | ≥ 0.9× | **not met** |"), "{md}");
-        // c=1: 0.25 ms against 0.004 ms is +246 µs, 200 of them inside the server.
-        assert!(
-            md.contains("| 0.250 ms vs 0.004 ms, +246 µs | ≤ +150 µs | **not met** |"),
-            "{md}"
-        );
-        assert!(md.contains("| – µs, 50 µs, 200 µs; ~46 µs |"), "{md}");
-        assert!(md
-            .contains("| unbatched server / ceiling at batch 1 | 5.0 % (5000 vs 100000 rows/s) |"));
-        assert!(md.contains("| batched | 4 | 10 | 2.50 | n/a | n/a |"));
-        assert!(md.contains("batched:\n\n```toml\nmax_batch_size = 64\n```"));
-        assert!(md.contains(
-            "## Instances: one device worker vs two (closed loop)\n\nNot measured in this run.\n"
-        ));
-        assert!(md.contains(
-            "## Peers: Convoy next to other model servers\n\nNot measured in this run.\n"
-        ));
+        for want in [
+            "| 64 | **batched / unbatched** | **4.00×** | **4.00×** | 1.00× | 1.00× |  |  |",
+            "- Dynamic batching vs max_batch_size = 1 at c=64: **4.00×** throughput (20000 vs 5000 req/s)",
+            "| best batched rows/s over the ceiling's | **1.0 %**: 20000 (c=64) / 2000000 (batch 64) = 0.010× | ≥ 0.9× | **not met** |",
+            // c=1: 0.25 ms against 0.004 ms is +246 µs, 200 of them inside the server.
+            "| 0.250 ms vs 0.004 ms, +246 µs | ≤ +150 µs | **not met** |",
+            "| – µs, 50 µs, 200 µs; ~46 µs |",
+            "| unbatched server / ceiling at batch 1 | 5.0 % (5000 vs 100000 rows/s) |",
+            "| batched | 4 | 10 | 2.50 | n/a | n/a |",
+            "## Instances: one device worker vs two (closed loop)\n\nNot measured in this run.\n",
+        ] {
+            assert!(md.contains(want), "{want:?} not in {md}");
+        }
         let quick = render(&inputs(Extra {
             quick: true,
             ..Extra::default()
@@ -1588,22 +1335,19 @@ mod tests {
 
     #[test]
     fn instances_and_wire_compare_by_concurrency() {
-        let rows64 = |mut r: ClosedReport| {
-            r.rows_per_request = 64;
-            r.levels
-                .iter_mut()
-                .for_each(|l| l.rows_per_s = l.requests_per_s * 64.0);
-            r
+        let rows64 = |mut l: ClosedLevel| {
+            l.rows_per_s = l.requests_per_s * 64.0;
+            ClosedReport {
+                rows_per_request: 64,
+                ..closed(vec![l])
+            }
         };
         let x = Extra {
             instances: Some((
-                closed(vec![closed_level(64, 20000.0)]),
-                closed(vec![closed_level(16, 1.0), closed_level(64, 19000.0)]),
+                closed(vec![lvl(64, 20000.0)]),
+                closed(vec![lvl(16, 1.0), lvl(64, 19000.0)]),
             )),
-            wire: Some((
-                rows64(closed(vec![closed_level(16, 2000.0)])),
-                rows64(closed(vec![closed_level(16, 3000.0)])),
-            )),
+            wire: Some((rows64(lvl(16, 2000.0)), rows64(lvl(16, 3000.0)))),
             ..Extra::default()
         };
         let mut o = Filled::default();
@@ -1618,16 +1362,15 @@ mod tests {
             !inst.contains("| 16 |"),
             "no count = 1 level to compare with"
         );
-        assert!(inst.contains("| device time of a mean batch (count = 1) | 32 rows: 50 µs |"));
+        assert_eq!(o.values["i.batch"], "32 rows: 50 µs");
         assert!(o.values["wire"]
             .contains("| 16 | 128000 | 1.000 | 2.000 | 192000 | 1.000 | 2.000 | **1.50×** |"));
-        assert!(o.values["wire"].contains("64 (JSON: 64 × 10 numbers; binary: 2560 bytes)"));
         assert_eq!(o.heads[1], "v2 binary tensors vs JSON, 64-row requests at c=16: **1.50×** the rows/s (192000 vs 128000).");
     }
 
-    fn metrics_head(on: &[f64], rss: Option<MetricsRss>) -> (String, String) {
+    fn metrics_head(on: &[f64], rss: Option<MetricsRss>) -> Filled {
         let sliced = |rps: &[f64]| {
-            let mut l = closed_level(64, rps.iter().sum::<f64>() / rps.len() as f64);
+            let mut l = lvl(64, rps.iter().sum::<f64>() / rps.len() as f64);
             l.slice_rps = rps.to_vec();
             closed(vec![l])
         };
@@ -1638,39 +1381,48 @@ mod tests {
         };
         let mut o = Filled::default();
         metrics_cost(&mut o, &x);
-        (o.values.remove("metrics").unwrap(), o.heads.remove(0))
+        o
     }
 
     #[test]
     fn metrics_cost_pairs_rounds_and_bounds_the_cost() {
-        let (md, head) = metrics_head(&[9900.0, 10100.0, 10000.0, 10000.0], None);
+        let o = metrics_head(&[9900.0, 10100.0, 10000.0, 10000.0], None);
+        let (md, head) = (&o.values["metrics"], &o.heads[0]);
         assert!(
             md.contains("| 2 | off, on | 10100 | 10000 | 1.01× |"),
             "{md}"
         );
-        assert!(md.contains(
-            "| **all** |  | **10000** (p99 2.000 ms) | **10000** (p99 2.000 ms) | **1.000** |"
-        ));
+        let all =
+            "| **all** |  | **10000** (p99 2.000 ms) | **10000** (p99 2.000 ms) | **1.000** |";
+        assert!(md.contains(all), "{md}");
         // Ratios .99, 1.01, 1, 1: sd 0.00816, 2 SE = 0.00816.
-        assert!(
-            md.contains("| 1.000 ± 0.008: a cost between -0.8 % and 0.8 % |"),
-            "{md}"
+        let v = |k: &str| o.values[k].as_str();
+        assert_eq!(
+            [v("m.mean"), v("m.half"), v("m.lo"), v("m.hi")],
+            ["1.000", "0.008", "-0.8", "0.8"]
         );
         assert!(head.contains("target < 2 %: met)"), "{head}");
-        let (_, head) = metrics_head(&[7000.0, 10000.0, 10000.0, 13000.0], None);
-        assert!(head.contains("not resolved by this run"), "{head}");
+        assert!(!o.values.contains_key("m.rss"));
+        let o = metrics_head(&[7000.0, 10000.0, 10000.0, 13000.0], None);
+        assert!(
+            o.heads[0].contains("not resolved by this run"),
+            "{}",
+            o.heads[0]
+        );
         let rss = MetricsRss {
             on_before_kib: 10240,
             on_after_kib: 30720,
             off_before_kib: 10240,
             off_after_kib: 11264,
         };
-        let (md, head) = metrics_head(&[9000.0, 9000.0, 9100.0, 8900.0], Some(rss));
+        let o = metrics_head(&[9000.0, 9000.0, 9100.0, 8900.0], Some(rss));
+        let head = &o.heads[0];
         assert!(head.contains("target < 2 %: **not met**"), "{head}");
         // +20 MiB over the 90000 requests served (10 s at 9000 req/s).
-        assert!(
-            md.contains("10.0 → 30.0 MiB (**+20.0 MiB**, 233 bytes per request served)"),
-            "{md}"
+        let v = |k: &str| o.values[k].as_str();
+        assert_eq!(
+            [v("m.on_b"), v("m.on_a"), v("m.on_g"), v("m.per_req")],
+            ["10.0", "30.0", "+20.0", "233"]
         );
         assert!(head.ends_with("RSS grew +20.0 MiB over the section vs +1.0 MiB without metrics."));
     }
@@ -1682,30 +1434,23 @@ mod tests {
                 (l.target_rate / 2.0, l.requests_per_s / 2.0, 5);
             open(vec![l, half])
         };
+        let manifest = json!({"model": "mlp", "capacity_rps": 10000.0, "capacity_source": "measured",
+            "fractions": [0.8, 0.4], "rates": [8000.0, 4000.0], "target_ms": 5.0, "delays_us": [0, 5000],
+            "target_why": "Because.", "rounds": 4});
         Slo {
-            manifest: SloManifest {
-                model: "mlp".into(),
-                capacity_rps: 10000.0,
-                capacity_source: "measured".into(),
-                fractions: vec![0.8, 0.4],
-                rates: vec![8000.0, 4000.0],
-                target_ms: 5.0,
-                delays_us: vec![0, 5000],
-                target_why: "Because.".into(),
-                rounds: 4,
-            },
+            manifest: patched(manifest, json!({})),
             runs: vec![
                 (
                     "max_queue_delay_us = 0".into(),
-                    two(open_level(7990.0, 3.0, 900.0)),
+                    two(olvl(7990.0, 3.0, 900.0)),
                 ),
                 (
                     "max_queue_delay_us = 5000".into(),
-                    two(open_level(8000.0, 9.0, 5200.0)),
+                    two(olvl(8000.0, 9.0, 5200.0)),
                 ),
                 (
                     "latency_target_ms = 5".into(),
-                    two(open_level(target_rps, target_p99, 4800.0)),
+                    two(olvl(target_rps, target_p99, 4800.0)),
                 ),
             ],
         }
@@ -1720,7 +1465,6 @@ mod tests {
             md.contains("| offered | 80 % (8000 req/s) and 40 % (4000 req/s) |"),
             "{md}"
         );
-        assert!(md.contains("#### mlp at 80 % of capacity (8000 req/s)"));
         assert!(md.contains("| latency_target_ms = 5 | 7995 | 7995 | 1.000 | 4.000 | 4.800 | 12.5 | 0.000 | 0 | 0 | yes |"), "{md}");
         assert!(md.contains("| max_queue_delay_us = 5000 | 8000 | 8000 | 1.000 | 9.000 | 5.200 | 12.5 | 0.000 | 0 | 0 | no |"));
         let h = &o.heads[0];
@@ -1736,44 +1480,25 @@ mod tests {
     }
 
     fn overload_fixture() -> Overload {
-        let mut l = open_level(10000.0, 30.0, 1000.0);
+        let mut l = olvl(10000.0, 30.0, 1000.0);
         (l.ok, l.error_total, l.sent) = (2000, 8000, 10000);
         l.errors = [("http_429".to_string(), 8000)].into();
-        l.latency_by_status = [
-            ("http_200", summary(20.0, 40.0, 2000)),
-            ("http_429", summary(0.5, 1.5, 8000)),
-        ]
-        .map(|(k, v)| (k.to_string(), v))
-        .into();
-        l.service_by_status = [
-            ("http_200", summary(19.0, 38.0, 2000)),
-            ("http_429", summary(0.4, 1.2, 8000)),
-        ]
-        .map(|(k, v)| (k.to_string(), v))
-        .into();
+        let by = |a: Value, b: Value| patched(json!({"http_200": a, "http_429": b}), json!({}));
+        l.latency_by_status = by(lat(20.0, 40.0, 2000), lat(0.5, 1.5, 8000));
+        l.service_by_status = by(lat(19.0, 38.0, 2000), lat(0.4, 1.2, 8000));
+        let manifest = json!({"capacity_rps": 2000.0, "multiple": 5.0, "rate": 10000.0, "timeout_s": 5.0,
+            "max_batch_size": 8, "max_queue_size": 32, "latency_target_ms": 50.0, "layers": 32, "width": 512,
+            "inputs": 16, "rows_per_request": 2, "rss_before_kib": 102400, "rss_after_kib": 103424,
+            "rss_peak_kib": 110000, "shed_max_queue_size": 1024});
         Overload {
-            manifest: OverloadManifest {
-                capacity_rps: 2000.0,
-                multiple: 5.0,
-                rate: 10000.0,
-                timeout_s: 5.0,
-                max_batch_size: 8,
-                max_queue_size: 32,
-                latency_target_ms: 50.0,
-                layers: 32,
-                width: 512,
-                inputs: 16,
-                rows_per_request: 2,
-                rss_before_kib: 102400,
-                rss_after_kib: 103424,
-                rss_peak_kib: 110000,
-                shed_max_queue_size: 1024,
-            },
-            capacity: closed(vec![closed_level(16, 2000.0)]),
+            manifest: patched(manifest, json!({})),
+            capacity: closed(vec![lvl(16, 2000.0)]),
             open: open(vec![l]),
             shed: None,
         }
     }
+
+    use serde_json::Value;
 
     #[test]
     fn overload_reports_outcomes_targets_memory_and_shedding() {
@@ -1787,24 +1512,26 @@ mod tests {
             },
         );
         let md = &o.values["overload"];
-        assert!(
-            md.contains("| HTTP 429 | 8000 | 80.0 % | 0.500 | 1.500 | 3.000 | 1.200 |"),
-            "{md}"
-        );
-        assert!(md.contains("| achieved send rate | 10000 req/s = **5.0× capacity** |"));
-        assert!(md.contains("| every request answered | 0 timeouts or transport errors, 0 answers other than 200/429/504 | none | met |"));
-        assert!(md.contains("| **1.200 ms** (1.500 ms) | < 5 ms | met |"));
-        assert!(md.contains("| **1.000 ms** | ≤ 50 ms | met |"), "{md}");
-        assert!(
-            md.contains("| 100.0 → 101.0 MiB (+1024 KiB); 107.4 MiB |"),
-            "{md}"
+        let refused = "| HTTP 429 | 8000 | 80.0 % | 0.500 | 1.500 | 3.000 | 1.200 |";
+        assert!(md.contains(refused), "{md}");
+        let v = |k: &str| o.values[k].as_str();
+        let answered = [v("o.unanswered"), v("o.other"), v("o.answered")];
+        assert_eq!(answered, ["0", "0", "met"]);
+        let wire = [v("o.wire"), v("o.refused"), v("o.wire_ok")];
+        assert_eq!(wire, ["1.200", "1.500", "met"]);
+        assert_eq!([v("o.server"), v("o.server_ok")], ["1.000", "met"]);
+        let rss = [v("o.before"), v("o.after"), v("o.growth"), v("o.peak")];
+        assert_eq!(rss, ["100.0", "101.0", "+1024", "107.4"]);
+        // Sent at 10000 req/s, 5× the capacity.
+        assert_eq!(
+            (o.values["o.sent"].as_str(), o.values["o.x"].as_str()),
+            ("10000", "5.0")
         );
         assert!(o.heads[0].starts_with("Overload at 5.0× capacity: 429 p99 **1.20 ms** on the wire (< 5 ms: met; 1.5 ms from the intended send), admitted p99 in the server **1.000 ms** (≤ 50 ms: met; end to end 40.0 ms: met)"));
         assert!(!o.values.contains_key("shedding"));
         let mut l = ov.open.levels[0].clone();
         l.ok = 4000;
-        l.server_timing
-            .insert(SERVER_TOTAL.into(), values(46000.0, 52000.0));
+        l.server_timing = patched(json!({SERVER_TOTAL: vs(46000.0, 52000.0)}), json!({}));
         ov.shed = Some(open(vec![l]));
         let mut o = Filled::default();
         overload(
@@ -1817,55 +1544,55 @@ mod tests {
         let md = &o.values["shedding"];
         assert!(md.contains("| `shed_beyond_target = true` | 400 | 80.0 % | 1.200 | 46.000 / 52.000 | 40.000 | 0 |"), "{md}");
         assert!(md.contains("| `max_queue_size = 32` | 200 |"));
-        assert!(md.contains(
-            "shedding (queue bound 1024 rows) | **52.000 ms** | ≤ 50 ms | **not met** |"
-        ));
+        let v = |k: &str| o.values[k].as_str();
+        assert_eq!(
+            [v("s.bound"), v("s.p99"), v("s.ok")],
+            ["1024", "52.000", "**not met**"]
+        );
         assert!(o.heads[0].ends_with("admitted p99 in the server 52.0 ms (≤ 50 ms: **not met**)."));
     }
 
     #[test]
     fn pipelines_report_busy_padding_and_skips() {
-        let figure = |kind: &str, mean: f64| MetricFigure {
-            kind: kind.into(),
-            mean,
-            min: None,
-            max: None,
-            samples: 100,
-            sum: Some(mean * 100.0),
-        };
-        let mut short = closed_level(64, 300.0);
-        short.metrics.insert(
-            "convoy_device_busy_ratio{model=\"minilm\",worker=\"0\"}".into(),
-            figure("gauge", 0.95),
-        );
-        let padded = |mean: f64| {
-            let mut l = closed_level(64, 200.0);
-            l.metrics.insert(
-                "convoy_batch_padding_ratio{model=\"minilm\"}".into(),
-                figure("histogram", mean),
-            );
+        let with = |rps: f64, series: &str, kind: &str, mean: f64| {
+            let figure = json!({"kind": kind, "mean": mean, "samples": 100, "sum": mean * 100.0});
+            let mut l = lvl(64, rps);
+            l.metrics = patched(json!({ series: figure }), json!({}));
             closed(vec![l])
         };
-        let manifest = PipelinesManifest {
-            minilm: "measured".into(),
-            efficientnet: "model.onnx is absent".into(),
-            ..Default::default()
-        };
+        let busy = "convoy_device_busy_ratio{model=\"minilm\",worker=\"0\"}";
+        let pad = "convoy_batch_padding_ratio{model=\"minilm\"}";
+        let manifest = json!({"minilm": "measured", "efficientnet": "model.onnx is absent"});
         let minilm = vec![
-            ("short".into(), "on".into(), closed(vec![short])),
-            ("mixed".into(), "on".into(), padded(0.1)),
-            ("mixed".into(), "off".into(), padded(0.4)),
+            (
+                "short".into(),
+                "on".into(),
+                with(300.0, busy, "gauge", 0.95),
+            ),
+            (
+                "mixed".into(),
+                "on".into(),
+                with(200.0, pad, "histogram", 0.1),
+            ),
+            (
+                "mixed".into(),
+                "off".into(),
+                with(200.0, pad, "histogram", 0.4),
+            ),
         ];
-        let x = Extra {
-            pipelines: Some(Pipelines {
-                manifest,
-                minilm,
-                efficientnet: None,
-            }),
-            ..Extra::default()
+        let pipelines_ = Pipelines {
+            manifest: patched(manifest, json!({})),
+            minilm,
+            efficientnet: None,
         };
         let mut o = Filled::default();
-        pipelines(&mut o, &x);
+        pipelines(
+            &mut o,
+            &Extra {
+                pipelines: Some(pipelines_),
+                ..Extra::default()
+            },
+        );
         let md = &o.values["minilm"];
         assert!(
             md.contains("| short | on | 64 | 300 | 1.000 | 2.000 | – | – | – | – | – | – | 0.95 |"),
@@ -1888,15 +1615,16 @@ mod tests {
 
     #[test]
     fn problems_flag_failures_but_not_load_shedding() {
-        let good = closed(vec![closed_level(1, 100.0)]);
-        let mut bad = closed_level(16, 0.0);
-        (bad.ok, bad.error_total, bad.errors) = (0, 3, [("connect".to_string(), 3)].into());
+        let good = closed(vec![lvl(1, 100.0)]);
+        let bad = closed(vec![closed_level(
+            json!({"concurrency": 16, "ok": 0, "requests_per_s": 0.0, "error_total": 3, "errors": {"connect": 3}}),
+        )]);
         let x = Extra {
             overload: Some(overload_fixture()),
             ..Extra::default()
         };
         assert_eq!(problems(&good, &good, &x), Vec::<String>::new());
-        let p = problems(&good, &closed(vec![bad]), &x);
+        let p = problems(&good, &bad, &x);
         assert_eq!(
             p,
             [
