@@ -3,8 +3,8 @@
 //! Throughput figures mean nothing without the hardware next to them, so the report states
 //! it; parsing is separated from reading so it can be tested on canned text.
 
-/// Description of the host, as printed in the report.
-#[derive(Debug, Clone, PartialEq)]
+/// Description of the host, as printed in the report (and kept as `machine.json`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Machine {
     pub logical_cpus: usize,
     pub cpu_model: String,

@@ -16,11 +16,12 @@ mod open;
 mod peers;
 mod plot;
 mod prom;
-mod render;
 mod report;
 mod sections;
 mod server_stats;
 mod stats;
+#[cfg(test)]
+mod testkit;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -103,13 +103,8 @@ pub enum Percentile {
 }
 
 impl Percentile {
-    fn name(self) -> &'static str {
-        match self {
-            Percentile::P50 => "p50",
-            Percentile::P90 => "p90",
-            Percentile::P99 => "p99",
-            Percentile::Max => "max",
-        }
+    fn name(self) -> String {
+        format!("{self:?}").to_lowercase()
     }
 }
 
@@ -132,48 +127,40 @@ pub struct Point {
     pub flagged: bool,
 }
 
-/// Requests/s (or rows/s) per concurrency level, ascending; levels without a single
-/// successful request are left out (nothing to draw on a log or zero-based axis).
-pub fn throughput_points(r: &ClosedReport, metric: Metric) -> Vec<Point> {
-    let mut points: Vec<Point> = r
-        .levels
+/// Points in ascending x; levels without a successful request (`None`) or a positive
+/// value are left out (nothing to draw on a log or zero-based axis).
+fn points<L>(levels: &[L], point: impl Fn(&L) -> Option<Point>) -> Vec<Point> {
+    let mut points: Vec<Point> = levels
         .iter()
-        .filter(|l| l.ok > 0 && l.concurrency > 0)
-        .map(|l| Point {
-            x: l.concurrency as f64,
-            y: match metric {
-                Metric::Requests => l.requests_per_s,
-                Metric::Rows => l.rows_per_s,
-            },
-            flagged: l.error_total > 0,
-        })
-        .filter(|p| p.y > 0.0)
+        .filter_map(point)
+        .filter(|p| p.x > 0.0 && p.y > 0.0)
         .collect();
     points.sort_by(|a, b| a.x.total_cmp(&b.x));
     points
 }
 
-/// One latency percentile (ms) per offered rate, ascending; rates without a successful
-/// request are left out.
+/// Requests/s (or rows/s) per concurrency level.
+pub fn throughput_points(r: &ClosedReport, metric: Metric) -> Vec<Point> {
+    points(&r.levels, |l| {
+        let y = [l.requests_per_s, l.rows_per_s][usize::from(metric == Metric::Rows)];
+        let (x, flagged) = (l.concurrency as f64, l.error_total > 0);
+        (l.ok > 0).then_some(Point { x, y, flagged })
+    })
+}
+
+/// One latency percentile (ms) per offered rate.
 pub fn latency_points(r: &OpenReport, p: Percentile) -> Vec<Point> {
-    let mut points: Vec<Point> = r
-        .levels
-        .iter()
-        .filter(|l| l.ok > 0 && l.target_rate > 0.0)
-        .map(|l| Point {
-            x: l.target_rate,
-            y: match p {
-                Percentile::P50 => l.latency.p50_ms,
-                Percentile::P90 => l.latency.p90_ms,
-                Percentile::P99 => l.latency.p99_ms,
-                Percentile::Max => l.latency.max_ms,
-            },
-            flagged: l.error_total > 0 || l.dropped > 0,
-        })
-        .filter(|p| p.y > 0.0)
-        .collect();
-    points.sort_by(|a, b| a.x.total_cmp(&b.x));
-    points
+    points(&r.levels, |l| {
+        let s = &l.latency;
+        let y = match p {
+            Percentile::P50 => s.p50_ms,
+            Percentile::P90 => s.p90_ms,
+            Percentile::P99 => s.p99_ms,
+            Percentile::Max => s.max_ms,
+        };
+        let (x, flagged) = (l.target_rate, l.error_total > 0 || l.dropped > 0);
+        (l.ok > 0).then_some(Point { x, y, flagged })
+    })
 }
 
 /// A log axis around positive values: a quarter more room on either side, and at
@@ -339,41 +326,38 @@ pub fn legend_width(labels: &[&str]) -> u32 {
     (chars as u32 * 8 + 56).clamp(140, 520)
 }
 
-fn footnote(chart: &Chart) -> Option<&'static str> {
-    chart
-        .lines
-        .iter()
-        .any(|l| l.points.iter().any(|p| p.flagged))
-        .then_some(FLAGGED_NOTE)
-}
-
 /// The chart as SVG text.
 pub fn render(chart: &Chart) -> Result<String> {
-    let xs = || {
-        chart
-            .lines
-            .iter()
-            .flat_map(|l| l.points.iter().map(|p| p.x))
-    };
-    let ys = || {
-        chart
-            .lines
-            .iter()
-            .flat_map(|l| l.points.iter().map(|p| p.y))
-    };
-    let Some(x_range) = log_range(xs()) else {
+    let all = || chart.lines.iter().flat_map(|l| &l.points);
+    let Some(x_range) = log_range(all().map(|p| p.x)) else {
         bail!("nothing to plot: no series has a level with successful requests");
     };
-    let x_ticks = value_ticks(xs(), 10);
+    let x_ticks = value_ticks(all().map(|p| p.x), 10);
     let x_spec = x_range.log_scale().with_key_points(x_ticks);
+    let ys = all().map(|p| p.y);
     if chart.y_log {
-        let y_range = log_range(ys()).context("no positive values for a log axis")?;
+        let y_range = log_range(ys).context("no positive values for a log axis")?;
         let y_ticks = log_ticks(&y_range);
         draw(chart, x_spec, y_range.log_scale().with_key_points(y_ticks))
     } else {
-        let y_range = linear_range(ys()).context("no values")?;
-        draw(chart, x_spec, y_range)
+        draw(chart, x_spec, linear_range(ys).context("no values")?)
     }
+}
+
+/// A point's marker (or a legend entry's, in its pixels): filled on a solid line, hollow
+/// on a dashed one, a cross where the level was flagged.
+macro_rules! marker {
+    ($area:expr, $at:expr, $line:expr, $flagged:expr) => {{
+        let color = COLORS[$line.color % COLORS.len()];
+        if $flagged {
+            $area.draw(&Cross::new($at, 5, color.stroke_width(2)))?;
+        } else if $line.dashed {
+            $area.draw(&Circle::new($at, 4, ShapeStyle::from(&WHITE).filled()))?;
+            $area.draw(&Circle::new($at, 4, color.stroke_width(2)))?;
+        } else {
+            $area.draw(&Circle::new($at, 4, color.filled()))?;
+        }
+    }};
 }
 
 fn draw<X, Y>(chart: &Chart, x_spec: X, y_spec: Y) -> Result<String>
@@ -383,24 +367,23 @@ where
     X::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
     Y::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
 {
-    let shown: Vec<String> = chart
+    let label = |l: &Line| match l.points.is_empty() {
+        true => format!("{} (no data)", l.label),
+        false => l.label.clone(),
+    };
+    let shown: Vec<String> = chart.lines.iter().map(label).collect();
+    let flagged = chart
         .lines
         .iter()
-        .map(|l| {
-            if l.points.is_empty() {
-                format!("{} (no data)", l.label)
-            } else {
-                l.label.clone()
-            }
-        })
-        .collect();
+        .any(|l| l.points.iter().any(|p| p.flagged));
+    let note = flagged.then_some(FLAGGED_NOTE);
     let mut labels: Vec<&str> = shown.iter().map(String::as_str).collect();
-    labels.extend(footnote(chart));
+    labels.extend(note);
     let legend_w = legend_width(&labels);
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (chart.width + legend_w, chart.height))
-            .into_drawing_area();
+        let size = (chart.width + legend_w, chart.height);
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
         root.fill(&WHITE)?;
         let (plot_area, legend_area) = root.split_horizontally(chart.width);
         let mut ctx = ChartBuilder::on(&plot_area)
@@ -409,7 +392,6 @@ where
             .x_label_area_size(44)
             .y_label_area_size(70)
             .build_cartesian_2d(x_spec, y_spec)?;
-        let grid = RGBColor(0xdd, 0xdd, 0xdd);
         ctx.configure_mesh()
             .x_desc(chart.x_desc.as_str())
             .y_desc(chart.y_desc.as_str())
@@ -417,12 +399,11 @@ where
             .y_label_formatter(&|v| tick_label(*v))
             .label_style((FONT, 15))
             .axis_desc_style((FONT, 16))
-            .bold_line_style(grid)
+            .bold_line_style(RGBColor(0xdd, 0xdd, 0xdd))
             .max_light_lines(0)
             .draw()?;
         for line in &chart.lines {
-            let color = COLORS[line.color % COLORS.len()];
-            let stroke = color.stroke_width(2);
+            let stroke = COLORS[line.color % COLORS.len()].stroke_width(2);
             let xy: Vec<(f64, f64)> = line.points.iter().map(|p| (p.x, p.y)).collect();
             if line.dashed {
                 ctx.draw_series(DashedLineSeries::new(xy, 7, 4, stroke))?;
@@ -430,51 +411,32 @@ where
                 ctx.draw_series(LineSeries::new(xy, stroke))?;
             }
             for p in &line.points {
-                if p.flagged {
-                    ctx.plotting_area()
-                        .draw(&Cross::new((p.x, p.y), 5, color.stroke_width(2)))?;
-                } else if line.dashed {
-                    ctx.plotting_area().draw(&Circle::new(
-                        (p.x, p.y),
-                        4,
-                        ShapeStyle::from(&WHITE).filled(),
-                    ))?;
-                    ctx.plotting_area()
-                        .draw(&Circle::new((p.x, p.y), 4, color.stroke_width(2)))?;
-                } else {
-                    ctx.plotting_area()
-                        .draw(&Circle::new((p.x, p.y), 4, color.filled()))?;
-                }
+                marker!(ctx.plotting_area(), (p.x, p.y), line, p.flagged);
             }
         }
         // Legend: its own column, so it never covers a line.
         let text = |s: &str, y: i32| {
+            let style = (FONT, 16).into_font().color(&BLACK);
             Text::new(
                 s.to_string(),
                 (46, y),
-                (FONT, 16)
-                    .into_font()
-                    .color(&BLACK)
-                    .pos(Pos::new(HPos::Left, VPos::Center)),
+                style.pos(Pos::new(HPos::Left, VPos::Center)),
             )
         };
         let mut y = 50;
         for (line, label) in chart.lines.iter().zip(&shown) {
-            let color = COLORS[line.color % COLORS.len()];
-            let stroke = color.stroke_width(2);
+            let stroke = COLORS[line.color % COLORS.len()].stroke_width(2);
             let seg = vec![(8, y), (38, y)];
             if line.dashed {
                 legend_area.draw(&DashedPathElement::new(seg, 6, 3, stroke))?;
-                legend_area.draw(&Circle::new((23, y), 4, ShapeStyle::from(&WHITE).filled()))?;
-                legend_area.draw(&Circle::new((23, y), 4, stroke))?;
             } else {
                 legend_area.draw(&PathElement::new(seg, stroke))?;
-                legend_area.draw(&Circle::new((23, y), 4, color.filled()))?;
             }
+            marker!(legend_area, (23, y), line, false);
             legend_area.draw(&text(label, y))?;
             y += 22;
         }
-        if let Some(note) = footnote(chart) {
+        if let Some(note) = note {
             legend_area.draw(&text(note, y + 8))?;
         }
         root.present()?;
@@ -482,38 +444,41 @@ where
     Ok(svg)
 }
 
-fn read_mode(path: &Path) -> Result<(serde_json::Value, String)> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let mode = value
-        .get("mode")
-        .and_then(|m| m.as_str())
-        .unwrap_or("")
-        .to_string();
-    Ok((value, mode))
-}
-
-/// A `--json` file of `want` mode (`closed` or `open`); `need` says which chart wants it.
-fn load_mode<T: serde::de::DeserializeOwned>(path: &Path, want: &str, need: &str) -> Result<T> {
-    let (value, mode) = read_mode(path)?;
+/// A `--json` file of `want` mode (`closed` or `open`), for the chart `kind`.
+fn load<T: serde::de::DeserializeOwned>(path: &Path, want: &str, kind: &str) -> Result<T> {
+    let what = || format!("reading {}", path.display());
+    let text = std::fs::read_to_string(path).with_context(what)?;
+    let value: serde_json::Value = serde_json::from_str(&text).with_context(what)?;
+    let mode = value.get("mode").and_then(|m| m.as_str()).unwrap_or("");
     if mode != want {
-        bail!("{}: mode {mode:?}, {need}", path.display());
+        bail!(
+            "{}: mode {mode:?}, `plot {kind}` needs a `{want} --json` file",
+            path.display()
+        );
     }
-    serde_json::from_value(value).with_context(|| format!("parsing {}", path.display()))
+    serde_json::from_value(value).with_context(what)
 }
 
-fn load_closed(path: &Path) -> Result<ClosedReport> {
-    load_mode(
-        path,
-        "closed",
-        "`plot throughput` needs a `closed --json` file",
-    )
+/// The y axis' description: `what`, noting a log scale.
+fn y_desc(what: &str, scale: Scale) -> String {
+    match scale {
+        Scale::Linear => what.to_string(),
+        Scale::Log => format!("{what} (log scale)"),
+    }
 }
 
-fn load_open(path: &Path) -> Result<OpenReport> {
-    load_mode(path, "open", "`plot latency` needs an `open --json` file")
+fn chart(title: &str, x_desc: &str, y: String, scale: Scale, lines: Vec<Line>) -> Chart {
+    let (title, x_desc, y_desc) = (title.into(), x_desc.into(), y_desc(&y, scale));
+    let (y_log, width, height) = (scale == Scale::Log, 640, 400);
+    Chart {
+        title,
+        x_desc,
+        y_desc,
+        y_log,
+        lines,
+        width,
+        height,
+    }
 }
 
 /// The throughput chart of already-loaded closed-loop runs.
@@ -521,33 +486,20 @@ pub fn throughput_chart(
     title: &str,
     runs: &[(String, ClosedReport)],
     metric: Metric,
-    y_scale: Scale,
+    scale: Scale,
 ) -> Chart {
-    let unit = match metric {
-        Metric::Requests => "requests/s",
-        Metric::Rows => "rows/s",
+    let line = |(color, (label, r)): (usize, &(String, ClosedReport))| {
+        let (label, points) = (label.clone(), throughput_points(r, metric));
+        Line {
+            label,
+            color,
+            dashed: false,
+            points,
+        }
     };
-    Chart {
-        title: title.to_string(),
-        x_desc: "concurrency (log scale)".into(),
-        y_desc: match y_scale {
-            Scale::Linear => unit.to_string(),
-            Scale::Log => format!("{unit} (log scale)"),
-        },
-        y_log: y_scale == Scale::Log,
-        lines: runs
-            .iter()
-            .enumerate()
-            .map(|(i, (label, r))| Line {
-                label: label.clone(),
-                color: i,
-                dashed: false,
-                points: throughput_points(r, metric),
-            })
-            .collect(),
-        width: 640,
-        height: 400,
-    }
+    let lines = runs.iter().enumerate().map(line).collect();
+    let unit = ["requests/s", "rows/s"][usize::from(metric == Metric::Rows)];
+    chart(title, "concurrency (log scale)", unit.into(), scale, lines)
 }
 
 /// The latency chart of already-loaded open-loop runs: one line per run and percentile,
@@ -555,187 +507,106 @@ pub fn throughput_chart(
 pub fn latency_chart(
     title: &str,
     runs: &[(String, OpenReport)],
-    percentiles: &[Percentile],
-    y_scale: Scale,
+    ps: &[Percentile],
+    scale: Scale,
 ) -> Chart {
-    let names: Vec<&str> = percentiles.iter().map(|p| p.name()).collect();
     let mut lines = Vec::new();
     for (i, (label, r)) in runs.iter().enumerate() {
-        for (k, &p) in percentiles.iter().enumerate() {
+        for (k, &p) in ps.iter().enumerate() {
+            let label = if ps.len() > 1 {
+                format!("{label} {}", p.name())
+            } else {
+                label.clone()
+            };
+            let (dashed, points) = (k + 1 < ps.len(), latency_points(r, p));
             lines.push(Line {
-                label: if percentiles.len() > 1 {
-                    format!("{label} {}", p.name())
-                } else {
-                    label.clone()
-                },
+                label,
                 color: i,
-                dashed: k + 1 < percentiles.len(),
-                points: latency_points(r, p),
+                dashed,
+                points,
             });
         }
     }
+    let names: Vec<String> = ps.iter().map(|p| p.name()).collect();
     let what = format!("{} latency, ms", names.join(" / "));
-    Chart {
-        title: title.to_string(),
-        x_desc: "offered load, requests/s (log scale)".into(),
-        y_desc: match y_scale {
-            Scale::Linear => what,
-            Scale::Log => format!("{what} (log scale)"),
-        },
-        y_log: y_scale == Scale::Log,
-        lines,
-        width: 640,
-        height: 400,
-    }
-}
-
-fn write(chart: &Chart, common: &CommonArgs) -> Result<()> {
-    for l in chart.lines.iter().filter(|l| l.points.is_empty()) {
-        eprintln!("plot: {}: no level with successful requests", l.label);
-    }
-    let svg = render(chart)?;
-    std::fs::write(&common.out, svg)
-        .with_context(|| format!("writing {}", common.out.display()))?;
-    println!("wrote {}", common.out.display());
-    Ok(())
+    let x_desc = "offered load, requests/s (log scale)";
+    chart(title, x_desc, what, scale, lines)
 }
 
 pub fn run(args: &PlotArgs) -> Result<()> {
-    match &args.kind {
+    fn runs<T: serde::de::DeserializeOwned>(
+        c: &CommonArgs,
+        want: &str,
+        kind: &str,
+    ) -> Result<Vec<(String, T)>> {
+        c.series
+            .iter()
+            .map(|(label, path)| Ok((label.clone(), load(path, want, kind)?)))
+            .collect()
+    }
+    let (c, mut chart) = match &args.kind {
         PlotKind::Throughput(a) => {
             let c = &a.common;
-            let runs = c
-                .series
-                .iter()
-                .map(|(label, path)| Ok((label.clone(), load_closed(path)?)))
-                .collect::<Result<Vec<_>>>()?;
             let title = c
                 .title
                 .as_deref()
                 .unwrap_or("Throughput vs concurrency (closed loop)");
-            let mut chart = throughput_chart(title, &runs, a.metric, a.y_scale);
-            (chart.width, chart.height) = (c.width, c.height);
-            write(&chart, c)
+            let runs = runs(c, "closed", "throughput")?;
+            (c, throughput_chart(title, &runs, a.metric, a.y_scale))
         }
         PlotKind::Latency(a) => {
             let c = &a.common;
             if a.percentiles.is_empty() {
                 bail!("--percentiles: give at least one");
             }
-            let runs = c
-                .series
-                .iter()
-                .map(|(label, path)| Ok((label.clone(), load_open(path)?)))
-                .collect::<Result<Vec<_>>>()?;
             let title = c
                 .title
                 .as_deref()
                 .unwrap_or("Latency vs offered load (open loop)");
-            let mut chart = latency_chart(title, &runs, &a.percentiles, a.y_scale);
-            (chart.width, chart.height) = (c.width, c.height);
-            write(&chart, c)
+            let runs = runs(c, "open", "latency")?;
+            (c, latency_chart(title, &runs, &a.percentiles, a.y_scale))
         }
+    };
+    (chart.width, chart.height) = (c.width, c.height);
+    for l in chart.lines.iter().filter(|l| l.points.is_empty()) {
+        eprintln!("plot: {}: no level with successful requests", l.label);
     }
+    let svg = render(&chart)?;
+    std::fs::write(&c.out, svg).with_context(|| format!("writing {}", c.out.display()))?;
+    println!("wrote {}", c.out.display());
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::closed::ClosedLevel;
-    use crate::open::OpenLevel;
-    use crate::stats::LatencySummary;
+    use crate::testkit::{closed, closed_level, lat, open, open_level};
+    use serde_json::json;
 
-    fn lat(p50: f64, p99: f64) -> LatencySummary {
-        LatencySummary {
-            count: 10,
-            mean_ms: p50,
-            p50_ms: p50,
-            p90_ms: (p50 + p99) / 2.0,
-            p99_ms: p99,
-            max_ms: p99 * 2.0,
-        }
+    fn cl(c: usize, rps: f64, ok: u64, errors: u64) -> crate::closed::ClosedLevel {
+        closed_level(
+            json!({"concurrency": c, "requests_per_s": rps, "rows_per_s": rps * 2.0,
+            "ok": ok, "error_total": errors}),
+        )
     }
 
-    fn closed_level(c: usize, rps: f64, ok: u64, errors: u64) -> ClosedLevel {
-        ClosedLevel {
-            concurrency: c,
-            warmup_s: 1.0,
-            duration_s: 4.0,
-            ok,
-            error_total: errors,
-            errors: Default::default(),
-            requests_per_s: rps,
-            rows_per_s: rps * 2.0,
-            latency: lat(1.0, 2.0),
-            client_cpu_pct: None,
-            latency_by_status: Default::default(),
-            server_timing: Default::default(),
-            metrics: Default::default(),
-            slice_rps: Vec::new(),
-        }
-    }
-
-    fn closed(levels: Vec<ClosedLevel>) -> ClosedReport {
-        ClosedReport {
-            mode: "closed".into(),
-            url: "http://127.0.0.1:1/v2/models/mlp/infer".into(),
-            rows_per_request: 2,
-            client_threads: 1,
-            levels,
-        }
-    }
-
-    fn open_level(rate: f64, p50: f64, p99: f64, ok: u64, dropped: u64) -> OpenLevel {
-        OpenLevel {
-            target_rate: rate,
-            warmup_s: 1.0,
-            duration_s: 4.0,
-            scheduled: ok + dropped,
-            dropped,
-            sent: ok,
-            achieved_rate: rate,
-            ok,
-            error_total: 0,
-            errors: Default::default(),
-            elapsed_s: 4.0,
-            requests_per_s: rate,
-            rows_per_s: rate,
-            latency: lat(p50, p99),
-            send_lag: Default::default(),
-            connection_wait: Default::default(),
-            client_cpu_pct: None,
-            latency_by_status: Default::default(),
-            service_by_status: Default::default(),
-            server_timing: Default::default(),
-        }
-    }
-
-    fn open(levels: Vec<OpenLevel>) -> OpenReport {
-        OpenReport {
-            mode: "open".into(),
-            url: "http://127.0.0.1:1/v2/models/mlp/infer".into(),
-            rows_per_request: 1,
-            client_threads: 1,
-            max_in_flight: 1024,
-            connections: 64,
-            levels,
-        }
+    fn ol(rate: f64, p50: f64, p99: f64, ok: u64, dropped: u64) -> crate::open::OpenLevel {
+        open_level(
+            json!({"target_rate": rate, "ok": ok, "dropped": dropped, "latency": lat(p50, p99, 10)}),
+        )
     }
 
     /// Every tag closed in order (a small XML check: no attribute contains '<' or '>').
     fn assert_well_formed(svg: &str) {
         let mut stack: Vec<&str> = Vec::new();
-        let mut rest = svg;
-        while let Some(start) = rest.find('<') {
-            let end = start + rest[start..].find('>').expect("unterminated tag");
-            let tag = &rest[start + 1..end];
-            rest = &rest[end + 1..];
-            if tag.starts_with('?') || tag.starts_with('!') {
-                continue;
-            }
+        for tag in svg
+            .split('<')
+            .skip(1)
+            .map(|t| &t[..t.find('>').expect("unterminated tag")])
+        {
             if let Some(name) = tag.strip_prefix('/') {
                 assert_eq!(stack.pop(), Some(name.trim()), "closing </{name}>");
-            } else if !tag.ends_with('/') {
+            } else if !(tag.ends_with('/') || tag.starts_with('?') || tag.starts_with('!')) {
                 stack.push(tag.split_whitespace().next().unwrap());
             }
         }
@@ -743,119 +614,81 @@ mod tests {
     }
 
     /// The trimmed contents of every `<text>` element.
-    fn text_contents(svg: &str) -> Vec<String> {
-        svg.split("<text")
-            .skip(1)
-            .filter_map(|t| {
-                let body = &t[t.find('>')? + 1..];
-                Some(body[..body.find("</text>")?].trim().to_string())
-            })
-            .collect()
+    fn texts(svg: &str) -> Vec<String> {
+        let body = |t: &str| Some(t[t.find('>')? + 1..t.find("</text>")?].trim().to_string());
+        svg.split("<text").skip(1).filter_map(body).collect()
     }
 
     #[test]
     fn series_spec_splits_at_the_last_equals_sign() {
+        let (label, file) = parse_series("max_queue_delay_us = 0=slo.json").unwrap();
         assert_eq!(
-            parse_series("Convoy=a/b.json").unwrap(),
-            ("Convoy".to_string(), PathBuf::from("a/b.json"))
+            (label.as_str(), file),
+            ("max_queue_delay_us = 0", PathBuf::from("slo.json"))
         );
-        assert_eq!(
-            parse_series("max_queue_delay_us = 0=slo.json").unwrap(),
-            (
-                "max_queue_delay_us = 0".to_string(),
-                PathBuf::from("slo.json")
-            )
-        );
-        assert!(parse_series("no-label.json").is_err());
-        assert!(parse_series("=x.json").is_err());
-        assert!(parse_series("Label=").is_err());
+        for bad in ["no-label.json", "=x.json", "Label="] {
+            assert!(parse_series(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
-    fn throughput_points_sorted_skip_empty_levels_and_flag_errors() {
+    fn points_sorted_skip_empty_levels_and_flag_errors_and_drops() {
         let r = closed(vec![
-            closed_level(64, 900.0, 100, 3),
-            closed_level(1, 100.0, 10, 0),
-            closed_level(16, 0.0, 0, 50),
+            cl(64, 900.0, 100, 3),
+            cl(1, 100.0, 10, 0),
+            cl(16, 0.0, 0, 50),
         ]);
-        let p = throughput_points(&r, Metric::Requests);
-        assert_eq!(
-            p,
-            vec![
-                Point {
-                    x: 1.0,
-                    y: 100.0,
-                    flagged: false
-                },
-                Point {
-                    x: 64.0,
-                    y: 900.0,
-                    flagged: true
-                },
-            ]
-        );
-        let rows = throughput_points(&r, Metric::Rows);
-        assert_eq!(rows[1].y, 1800.0);
-    }
-
-    #[test]
-    fn latency_points_pick_the_percentile_and_flag_drops() {
+        let p: Vec<_> = throughput_points(&r, Metric::Requests)
+            .iter()
+            .map(|p| (p.x, p.y, p.flagged))
+            .collect();
+        assert_eq!(p, [(1.0, 100.0, false), (64.0, 900.0, true)]);
+        assert_eq!(throughput_points(&r, Metric::Rows)[1].y, 1800.0);
         let r = open(vec![
-            open_level(8000.0, 3.0, 40.0, 100, 7),
-            open_level(500.0, 1.0, 2.5, 100, 0),
-            open_level(2000.0, 0.0, 0.0, 0, 0),
+            ol(8000.0, 3.0, 40.0, 100, 7),
+            ol(500.0, 1.0, 2.5, 100, 0),
+            ol(2000.0, 0.0, 0.0, 0, 0),
         ]);
-        let p99 = latency_points(&r, Percentile::P99);
-        assert_eq!(p99.len(), 2);
-        assert_eq!((p99[0].x, p99[0].y, p99[0].flagged), (500.0, 2.5, false));
-        assert_eq!((p99[1].x, p99[1].y, p99[1].flagged), (8000.0, 40.0, true));
-        let p50 = latency_points(&r, Percentile::P50);
-        assert_eq!(p50[1].y, 3.0);
+        let p99: Vec<_> = latency_points(&r, Percentile::P99)
+            .iter()
+            .map(|p| (p.x, p.y, p.flagged))
+            .collect();
+        assert_eq!(p99, [(500.0, 2.5, false), (8000.0, 40.0, true)]);
+        assert_eq!(latency_points(&r, Percentile::P50)[1].y, 3.0);
     }
 
     #[test]
-    fn axis_ranges() {
+    fn axis_ranges_ticks_and_labels() {
         let r = log_range([1.0, 16.0, 64.0]).unwrap();
         assert!((r.start - 0.8).abs() < 1e-12 && (r.end - 80.0).abs() < 1e-12);
         // One value still spans a factor of 2 around it.
         let r = log_range([100.0]).unwrap();
-        assert!((r.end / r.start - 2.0).abs() < 1e-9);
-        assert!(r.start < 100.0 && r.end > 100.0);
+        assert!((r.end / r.start - 2.0).abs() < 1e-9 && r.start < 100.0 && r.end > 100.0);
         assert!(log_range([0.0, -1.0]).is_none());
         assert_eq!(linear_range([10.0, 50.0]).unwrap(), 0.0..54.0);
         assert_eq!(linear_range([0.0]).unwrap(), 0.0..1.0);
-        assert!(linear_range(std::iter::empty()).is_none());
-    }
-
-    #[test]
-    fn ticks() {
-        assert_eq!(log_ticks(&(0.8..2000.0)), vec![1.0, 10.0, 100.0, 1000.0]);
-        assert_eq!(
-            log_ticks(&(0.8..80.0)),
-            vec![1.0, 2.0, 5.0, 10.0, 20.0, 50.0]
-        );
-        assert_eq!(log_ticks(&(2.5..9.0)), vec![3.0, 5.0, 7.0]);
-        assert_eq!(log_ticks(&(0.25..0.6)), vec![0.3, 0.4, 0.5, 0.6]);
+        assert_eq!(log_ticks(&(0.8..2000.0)), [1.0, 10.0, 100.0, 1000.0]);
+        assert_eq!(log_ticks(&(0.8..80.0)), [1.0, 2.0, 5.0, 10.0, 20.0, 50.0]);
+        assert_eq!(log_ticks(&(2.5..9.0)), [3.0, 5.0, 7.0]);
+        assert_eq!(log_ticks(&(0.25..0.6)), [0.3, 0.4, 0.5, 0.6]);
         assert!(log_ticks(&(1e-3..1e12)).len() <= 8);
-        assert_eq!(
-            value_ticks([64.0, 1.0, 16.0, 16.0], 10),
-            vec![1.0, 16.0, 64.0]
-        );
+        assert_eq!(value_ticks([64.0, 1.0, 16.0, 16.0], 10), [1.0, 16.0, 64.0]);
         let many = value_ticks((1..=20).map(f64::from), 5);
-        assert_eq!(many.len(), 5);
-        assert_eq!((many[0], many[4]), (1.0, 20.0));
-    }
-
-    #[test]
-    fn labels() {
-        assert_eq!(tick_label(12658.0), "12,658");
-        assert_eq!(tick_label(7911.2), "7,911");
-        assert_eq!(tick_label(1_250_000.0), "1,250,000");
-        assert_eq!(tick_label(100.0), "100");
-        assert_eq!(tick_label(64.0), "64");
-        assert_eq!(tick_label(2.5), "2.5");
-        assert_eq!(tick_label(0.05), "0.05");
-        assert_eq!(tick_label(0.0), "0");
+        assert_eq!((many.len(), many[0], many[4]), (5, 1.0, 20.0));
+        let labels = [12658.0, 7911.2, 1_250_000.0, 100.0, 64.0, 2.5, 0.05, 0.0].map(tick_label);
+        assert_eq!(
+            labels,
+            [
+                "12,658",
+                "7,911",
+                "1,250,000",
+                "100",
+                "64",
+                "2.5",
+                "0.05",
+                "0"
+            ]
+        );
         assert_eq!(legend_width(&["a"]), 140);
         assert_eq!(legend_width(&["max_queue_delay_us = 1000 p50"]), 288);
         assert_eq!(legend_width(&["x".repeat(200).as_str()]), 520);
@@ -863,77 +696,66 @@ mod tests {
 
     #[test]
     fn latency_chart_lines_per_run_and_percentile() {
-        let runs = vec![
-            (
-                "A".to_string(),
-                open(vec![open_level(500.0, 1.0, 2.0, 9, 0)]),
-            ),
-            (
-                "B".to_string(),
-                open(vec![open_level(500.0, 2.0, 4.0, 9, 0)]),
-            ),
-        ];
+        let runs = [("A", 1.0), ("B", 2.0)]
+            .map(|(k, p50)| (k.to_string(), open(vec![ol(500.0, p50, 4.0, 9, 0)])));
         let c = latency_chart("t", &runs, &[Percentile::P50, Percentile::P99], Scale::Log);
-        let got: Vec<(&str, usize, bool)> = c
+        let got: Vec<_> = c
             .lines
             .iter()
             .map(|l| (l.label.as_str(), l.color, l.dashed))
             .collect();
         assert_eq!(
             got,
-            vec![
+            [
                 ("A p50", 0, true),
                 ("A p99", 0, false),
                 ("B p50", 1, true),
                 ("B p99", 1, false)
             ]
         );
-        assert!(c.y_log);
-        assert!(c.y_desc.starts_with("p50 / p99 latency, ms"));
+        assert!(c.y_log && c.y_desc == "p50 / p99 latency, ms (log scale)");
         let one = latency_chart("t", &runs, &[Percentile::P99], Scale::Linear);
-        assert_eq!(one.lines[0].label, "A");
-        assert!(!one.lines[0].dashed);
+        assert_eq!(
+            (one.lines[0].label.as_str(), one.lines[0].dashed),
+            ("A", false)
+        );
     }
 
     #[test]
     fn renders_svg_with_series_names() {
         let runs = vec![
             (
-                "Convoy & co".to_string(),
+                "Convoy & co".into(),
                 closed(vec![
-                    closed_level(1, 1000.0, 10, 0),
-                    closed_level(16, 14000.0, 10, 0),
-                    closed_level(64, 19000.0, 10, 2),
+                    cl(1, 1000.0, 10, 0),
+                    cl(16, 14000.0, 10, 0),
+                    cl(64, 19000.0, 10, 2),
                 ]),
             ),
             (
-                "Triton".to_string(),
-                closed(vec![
-                    closed_level(1, 860.0, 10, 0),
-                    closed_level(64, 8900.0, 10, 0),
-                ]),
+                "Triton".into(),
+                closed(vec![cl(1, 860.0, 10, 0), cl(64, 8900.0, 10, 0)]),
             ),
-            (
-                "Broken".to_string(),
-                closed(vec![closed_level(1, 0.0, 0, 9)]),
-            ),
+            ("Broken".into(), closed(vec![cl(1, 0.0, 0, 9)])),
         ];
-        let chart = throughput_chart("MLP <closed>", &runs, Metric::Requests, Scale::Linear);
-        let svg = render(&chart).unwrap();
-        assert!(svg.trim_start().starts_with("<svg"), "{svg}");
-        assert!(svg.trim_end().ends_with("</svg>"));
-        assert_eq!(svg.matches("<svg").count(), 1);
-        // Names are escaped text, not markup.
-        let texts = text_contents(&svg);
+        let svg = render(&throughput_chart(
+            "MLP <closed>",
+            &runs,
+            Metric::Requests,
+            Scale::Linear,
+        ))
+        .unwrap();
+        assert!(svg.trim_start().starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        // Names are escaped text, not markup; ticks at the measured concurrencies.
+        let texts = texts(&svg);
         for want in [
             "Convoy &amp; co",
             "MLP &lt;closed&gt;",
             "Triton",
             "Broken (no data)",
-            "× = errors or drops at that level",
+            FLAGGED_NOTE,
             "requests/s",
             "concurrency (log scale)",
-            // Ticks at the measured concurrencies, thousands separated on y.
             "1",
             "16",
             "64",
@@ -943,53 +765,52 @@ mod tests {
         }
         assert!(svg.contains("font-family=\"sans-serif\""));
         assert_well_formed(&svg);
+    }
 
-        // Through a file as the CLI does, on a log latency axis.
+    #[test]
+    fn cli_reads_files_and_refuses_the_wrong_mode() {
         let dir = std::env::temp_dir().join(format!("convoy-plot-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("open.json");
         let report = open(vec![
-            open_level(500.0, 1.0, 2.0, 9, 0),
-            open_level(2000.0, 1.5, 6.0, 9, 0),
-            open_level(8000.0, 4.0, 90.0, 9, 3),
+            ol(500.0, 1.0, 2.0, 9, 0),
+            ol(2000.0, 1.5, 6.0, 9, 0),
+            ol(8000.0, 4.0, 90.0, 9, 3),
         ]);
         std::fs::write(&file, serde_json::to_string(&report).unwrap()).unwrap();
-        let out = dir.join("p.svg");
-        let args = PlotArgs {
-            kind: PlotKind::Latency(LatencyArgs {
-                common: CommonArgs {
-                    series: vec![("Convoy".into(), file.clone())],
-                    title: Some("MLP open loop".into()),
-                    out: out.clone(),
-                    width: 500,
-                    height: 300,
-                },
-                percentiles: vec![Percentile::P50, Percentile::P99],
-                y_scale: Scale::Log,
-            }),
+        let common = |out: &str| CommonArgs {
+            series: vec![("Convoy".into(), file.clone())],
+            title: Some("MLP open loop".into()),
+            out: dir.join(out),
+            width: 500,
+            height: 300,
         };
-        run(&args).unwrap();
-        let svg = std::fs::read_to_string(&out).unwrap();
-        let texts = text_contents(&svg);
-        assert!(texts.iter().any(|t| t == "Convoy p50"), "{texts:?}");
-        assert!(texts.iter().any(|t| t == "Convoy p99"));
-        assert!(texts.iter().any(|t| t == "MLP open loop"));
+        let percentiles = vec![Percentile::P50, Percentile::P99];
+        let latency = LatencyArgs {
+            common: common("p.svg"),
+            percentiles,
+            y_scale: Scale::Log,
+        };
+        run(&PlotArgs {
+            kind: PlotKind::Latency(latency),
+        })
+        .unwrap();
+        let svg = std::fs::read_to_string(dir.join("p.svg")).unwrap();
+        let texts = texts(&svg);
+        for want in ["Convoy p50", "Convoy p99", "MLP open loop"] {
+            assert!(texts.iter().any(|t| t == want), "{want:?} not in {texts:?}");
+        }
         assert_well_formed(&svg);
-        // A closed-loop plot refuses an open-loop file.
-        let wrong = PlotArgs {
-            kind: PlotKind::Throughput(ThroughputArgs {
-                common: CommonArgs {
-                    series: vec![("Convoy".into(), file)],
-                    title: None,
-                    out: dir.join("t.svg"),
-                    width: 500,
-                    height: 300,
-                },
-                metric: Metric::Requests,
-                y_scale: Scale::Linear,
-            }),
+        let wrong = ThroughputArgs {
+            common: common("t.svg"),
+            metric: Metric::Requests,
+            y_scale: Scale::Linear,
         };
-        let err = run(&wrong).unwrap_err().to_string();
+        let err = run(&PlotArgs {
+            kind: PlotKind::Throughput(wrong),
+        })
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("needs a `closed --json` file"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -2,8 +2,7 @@
 //!
 //! The markdown is generated rather than hand-edited so the committed figures always match
 //! the committed raw JSON next to them. This module only finds and loads the files (by the
-//! names run.sh gives them); the rendering lives in `render` and `sections`, pure
-//! functions with tests.
+//! names run.sh gives them); `sections` computes the tables and fills the template.
 
 use std::path::{Path, PathBuf};
 
@@ -13,9 +12,9 @@ use serde::de::DeserializeOwned;
 
 use crate::machine::Machine;
 use crate::peers::{Peers, PeersManifest};
-use crate::render::{render, ReportInputs};
 use crate::sections::{
-    problems, Extra, Overload, OverloadManifest, Pipelines, PipelinesManifest, Slo, SloManifest,
+    problems, render, Extra, Overload, OverloadManifest, Pipelines, PipelinesManifest,
+    ReportInputs, Slo, SloManifest,
 };
 
 #[derive(Args)]
@@ -25,7 +24,8 @@ pub struct ReportArgs {
     /// and any of stats-*.json, config-*.toml, closed-instances{1,2}.json, closed-wire-{json,binary}.json,
     /// metrics-{on,off}.json, metrics-rss.json, slo-MODEL.json (+ slo-MODEL-*.json), overload*.json,
     /// pipelines.json (+ minilm-*.json, efficientnet.json), peers.json (+ peers/summary.json)
-    /// and the charts plot-{batching,slo-mlp,slo-minilm,minilm}.svg.
+    /// and the charts plot-{batching,slo-mlp,slo-minilm,minilm}.svg. machine.json (the host)
+    /// is written on the first report of a run and read back when re-rendering later.
     #[arg(long)]
     results: PathBuf,
     /// Directory of the raw JSON, relative to the markdown file (for links).
@@ -71,22 +71,21 @@ fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
 /// `dir/name` parsed, or `None` when the file is absent (that part was not run).
 fn optional<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Option<T>> {
     let path = dir.join(name);
-    if path.exists() {
-        read_json(&path).map(Some)
-    } else {
-        Ok(None)
-    }
+    path.exists().then(|| read_json(&path)).transpose()
 }
 
-fn optional_text(dir: &Path, name: &str) -> Result<Option<String>> {
-    let path = dir.join(name);
-    if path.exists() {
-        std::fs::read_to_string(&path)
-            .map(Some)
-            .with_context(|| format!("reading {}", path.display()))
-    } else {
-        Ok(None)
-    }
+/// (label, file name, contents) of those of `files` present in `dir`.
+fn texts(dir: &Path, files: [(&str, &str); 2]) -> Result<Vec<(String, String, String)>> {
+    let present = files
+        .into_iter()
+        .filter(|(_, name)| dir.join(name).exists());
+    let read = |(label, name): (&str, &str)| {
+        let path = dir.join(name);
+        let text = std::fs::read_to_string(&path);
+        let text = text.with_context(|| format!("reading {}", path.display()))?;
+        Ok((label.to_string(), name.to_string(), text))
+    };
+    present.map(read).collect()
 }
 
 fn load_slo(dir: &Path, model: &str) -> Result<Option<Slo>> {
@@ -183,28 +182,34 @@ fn load_extra(dir: &Path, raw_dir: &str, quick: bool) -> Result<Extra> {
 
 pub fn run(args: &ReportArgs) -> Result<()> {
     let dir = &args.results;
-    let mut stats = Vec::new();
-    for (label, name) in [
-        ("batched", "stats-batched.json"),
-        ("max_batch_size = 1", "stats-unbatched.json"),
-    ] {
-        if let Some(text) = optional_text(dir, name)? {
-            stats.push((label.to_string(), name.to_string(), text));
-        }
-    }
-    let mut configs = Vec::new();
-    for (label, name) in [
-        ("batched", "config-batched.toml"),
-        ("max_batch_size = 1", "config-unbatched.toml"),
-    ] {
-        if let Some(text) = optional_text(dir, name)? {
-            configs.push((label.to_string(), text));
-        }
-    }
+    const BATCHED: &str = "batched";
+    const UNBATCHED: &str = "max_batch_size = 1";
+    let stats = [
+        (BATCHED, "stats-batched.json"),
+        (UNBATCHED, "stats-unbatched.json"),
+    ];
+    let stats = texts(dir, stats)?;
+    let configs = [
+        (BATCHED, "config-batched.toml"),
+        (UNBATCHED, "config-unbatched.toml"),
+    ];
+    let configs = texts(dir, configs)?
+        .into_iter()
+        .map(|(l, _, t)| (l, t))
+        .collect();
     let raw_dir = args.raw_dir.trim_end_matches('/').to_string();
     let extra = load_extra(dir, &raw_dir, args.quick)?;
+    // The host of the run: detected on the run's own report, kept for re-rendering later.
+    let machine = match optional::<Machine>(dir, "machine.json")? {
+        Some(m) => m,
+        None => {
+            let m = Machine::detect();
+            crate::write_json(Some(&dir.join("machine.json")), &m)?;
+            m
+        }
+    };
     let inputs = ReportInputs {
-        machine: Machine::detect(),
+        machine,
         commit: args.commit.clone(),
         date: args.date.clone(),
         rustc: args.rustc.clone(),

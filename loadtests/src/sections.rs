@@ -1,22 +1,171 @@
-//! The report sections beyond batching vs no batching: instances, the cost of metrics,
-//! the SLO-aware window against fixed delays, overload, and the task pipelines.
+//! RESULTS.md: every figure and verdict computed from the loaded results as table rows,
+//! placed into `loadtests/report.md.tmpl`, which holds the explanatory prose once.
 //!
-//! Pure functions of loaded results (no I/O) so every figure and verdict in RESULTS.md is
-//! unit-tested. Each section also contributes a headline line for the summary at the top,
-//! and `problems` lists what makes a run unusable (the smoke run's only assertions).
+//! Pure functions (no I/O) so the figures are unit-tested. Each section fills one or more
+//! `{{key}}` placeholders and may add a headline; `problems` lists what makes a run
+//! unusable (the smoke run's only assertions).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use serde::Deserialize;
 
+use crate::ceiling::{CeilingLevel, CeilingReport};
 use crate::closed::{ClosedLevel, ClosedReport};
+use crate::machine::Machine;
 use crate::open::{OpenLevel, OpenReport};
 use crate::prom::MetricFigure;
-use crate::stats::{LatencySummary, ValueSummary};
+use crate::stats::{format_errors, LatencySummary, SERVER_TOTAL};
+
+/// The report's prose, with `{{key}}` placeholders and `{{#key}}...{{/key}}` blocks.
+pub const TEMPLATE: &str = include_str!("../report.md.tmpl");
 
 /// Outcomes that are the server's designed answer to load (refusal, expiry), not faults.
 const LOAD_SHEDDING: [&str; 2] = ["http_429", "http_504"];
+
+/// One table row of anything displayable.
+macro_rules! row {
+    ($($e:expr),* $(,)?) => { vec![$($e.to_string()),*] };
+}
+pub(crate) use row;
+
+/// Fills `template`: `{{key}}` with `values[key]` (an error if absent); a block
+/// `{{#key}}...{{/key}}` is kept (and filled) when `values` has `key`, else replaced by
+/// `values["key.absent"]`, or by `absent`.
+pub fn fill(
+    template: &str,
+    values: &BTreeMap<String, String>,
+    absent: &str,
+) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(i) = rest.find("{{") {
+        out.push_str(&rest[..i]);
+        let len = rest[i..].find("}}").ok_or("unclosed {{")?;
+        let key = &rest[i + 2..i + len];
+        rest = &rest[i + len + 2..];
+        if let Some(k) = key.strip_prefix('#') {
+            let end = format!("{{{{/{k}}}}}");
+            let e = rest.find(&end).ok_or_else(|| format!("no {end}"))?;
+            let inner = rest[..e].strip_prefix('\n').unwrap_or(&rest[..e]);
+            rest = &rest[e + end.len()..];
+            if values.contains_key(k) {
+                out.push_str(&fill(inner, values, absent)?);
+            } else {
+                let why = values.get(&format!("{k}.absent"));
+                let why = why.map_or(absent, String::as_str);
+                if !why.is_empty() {
+                    let _ = writeln!(out, "{why}");
+                }
+            }
+            rest = rest.strip_prefix('\n').unwrap_or(rest);
+        } else {
+            let v = values
+                .get(key)
+                .ok_or_else(|| format!("no value for {{{{{key}}}}}"))?;
+            out.push_str(v);
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A Markdown table: `head` is "a | b | c", `align` one letter per column (`l`, `r`).
+pub fn table(head: &str, align: &str, rows: &[Vec<String>]) -> String {
+    let mut s = format!("| {head} |\n|");
+    for a in align.chars() {
+        s.push_str(if a == 'r' { "---:|" } else { "---|" });
+    }
+    for r in rows {
+        let _ = write!(s, "\n| {} |", r.join(" | "));
+    }
+    s
+}
+
+/// A table column: header, alignment (`l`, `r`) and its cell for one item.
+pub type Col<'a, T> = (&'a str, char, &'a dyn Fn(&T) -> String);
+
+/// A Markdown table with one row per item, `cols` giving the columns.
+pub fn tab<T>(items: &[T], cols: &[Col<T>]) -> String {
+    let head: Vec<&str> = cols.iter().map(|c| c.0).collect();
+    let align: String = cols.iter().map(|c| c.1).collect();
+    let rows: Vec<_> = items
+        .iter()
+        .map(|i| cols.iter().map(|c| (c.2)(i)).collect())
+        .collect();
+    table(&head.join(" | "), &align, &rows)
+}
+
+/// A two-column table of settings or figures.
+fn facts(rows: &[(&str, String)]) -> String {
+    tab(
+        rows,
+        &[
+            ("what", 'l', &|r| r.0.into()),
+            ("value", 'l', &|r| r.1.clone()),
+        ],
+    )
+}
+
+fn f(v: f64, digits: usize) -> String {
+    format!("{v:.digits$}")
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "–".into(), |v| f(v, digits))
+}
+
+/// `a / b` as "1.23×", or "n/a" when `b` is zero.
+pub fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.2}×", a / b)
+    } else {
+        "n/a".to_string()
+    }
+}
+
+/// `a / b` as a percentage ("12.3 %"): ceiling shares are often far below 1×.
+fn percent(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.1} %", 100.0 * a / b)
+    } else {
+        "n/a".to_string()
+    }
+}
+
+fn div(a: f64, b: f64) -> f64 {
+    if b > 0.0 {
+        a / b
+    } else {
+        0.0
+    }
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// What a section that did not run says.
+fn absent(quick: bool) -> &'static str {
+    if quick {
+        "Not run in `--quick` mode."
+    } else {
+        "Not measured in this run."
+    }
+}
+
+/// A target's verdict, as every section of the report words it.
+pub fn yes_no(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "**not met**"
+    }
+}
+
+fn bold(s: impl std::fmt::Display) -> String {
+    format!("**{s}**")
+}
 
 /// `[slo-<model>.json]`, written by run.sh: how the open-loop comparison was set up.
 #[derive(Debug, Clone, Deserialize)]
@@ -83,6 +232,7 @@ pub struct OverloadManifest {
     pub shed_max_queue_size: u64,
 }
 
+#[derive(Clone)]
 pub struct Overload {
     pub manifest: OverloadManifest,
     /// Closed loop that measured the capacity.
@@ -136,20 +286,127 @@ pub struct Extra {
     pub quick: bool,
 }
 
-/// The markdown image of a chart, when it was drawn.
-pub fn plot_link(out: &mut String, x: &Extra, key: &str, alt: &str) {
-    if let Some(path) = x.plots.get(key) {
-        let _ = writeln!(out, "\n![{alt}]({path})");
+/// Everything the markdown is rendered from.
+pub struct ReportInputs {
+    pub machine: Machine,
+    pub commit: String,
+    pub date: String,
+    pub rustc: String,
+    pub ort_version: String,
+    pub raw_dir: String,
+    /// Seconds the measurements took (after the build).
+    pub wall_s: Option<f64>,
+    /// /proc/loadavg at the start and the end of the run.
+    pub loadavg: (String, String),
+    pub batched: ClosedReport,
+    pub unbatched: ClosedReport,
+    pub ceiling: CeilingReport,
+    /// (server label, file name, contents) of the optional batch-statistics documents.
+    pub stats: Vec<(String, String, String)>,
+    /// (heading, contents) of the model.toml files the two servers ran with.
+    pub configs: Vec<(String, String)>,
+    pub extra: Extra,
+}
+
+/// The placeholder values and headlines the sections produce.
+#[derive(Default)]
+pub struct Filled {
+    pub values: BTreeMap<String, String>,
+    pub heads: Vec<String>,
+}
+
+impl Filled {
+    fn set(&mut self, key: &str, value: impl Into<String>) {
+        self.values.insert(key.to_string(), value.into());
+    }
+
+    /// Sets several values at once.
+    fn put(&mut self, kv: &[(&str, String)]) {
+        for (k, v) in kv {
+            self.set(k, v.clone());
+        }
+    }
+
+    /// Appends a chart's image to `key` when the chart was drawn.
+    fn plot(&mut self, x: &Extra, key: &str, plot: &str, alt: &str) {
+        if let Some(path) = x.plots.get(plot) {
+            let v = self.values.entry(key.to_string()).or_default();
+            let _ = write!(v, "\n\n![{alt}]({path})");
+        }
     }
 }
 
-/// A target's verdict, as every section of the report words it.
-pub fn yes_no(ok: bool) -> &'static str {
-    if ok {
-        "met"
-    } else {
-        "**not met**"
+/// The whole RESULTS.md.
+pub fn render(r: &ReportInputs) -> String {
+    let x = &r.extra;
+    let mut o = Filled::default();
+    o.set("raw", &r.raw_dir);
+    machine(&mut o, r);
+    batching(&mut o, r);
+    overhead(&mut o, r);
+    crate::peers::section(&mut o, x.peers.as_ref(), &r.ceiling, x.quick);
+    wire(&mut o, x);
+    instances(&mut o, x);
+    metrics_cost(&mut o, x);
+    for s in &x.slo {
+        slo(&mut o, s, x);
     }
+    overload(&mut o, x);
+    pipelines(&mut o, x);
+    if !r.configs.is_empty() {
+        let c: Vec<_> = r
+            .configs
+            .iter()
+            .map(|(l, t)| format!("{l}:\n\n```toml\n{}\n```", t.trim_end()))
+            .collect();
+        o.set("configs", c.join("\n\n"));
+    }
+    if !r.stats.is_empty() {
+        let rows: Vec<_> = r
+            .stats
+            .iter()
+            .map(|(l, _, t)| crate::server_stats::stats_row(l, t))
+            .collect();
+        let links: Vec<_> = r
+            .stats
+            .iter()
+            .map(|(_, n, _)| format!("[`{n}`]({}/{n})", r.raw_dir))
+            .collect();
+        let head = "server | batches run | rows | mean rows per batch | mean queue ms | mean compute ms per batch";
+        o.set(
+            "stats",
+            format!(
+                "{}\n\nRaw: {}.",
+                table(head, "lrrrrr", &rows),
+                links.join(", ")
+            ),
+        );
+    }
+    let heads: Vec<_> = o.heads.iter().map(|h| format!("- {h}")).collect();
+    o.set("headlines", heads.join("\n"));
+    fill(TEMPLATE, &o.values, absent(x.quick))
+        .expect("every placeholder of report.md.tmpl is filled")
+}
+
+fn machine(o: &mut Filled, r: &ReportInputs) {
+    let m = &r.machine;
+    let wall = r.wall_s.map_or_else(
+        || "unknown".to_string(),
+        |s| format!("{:.1} min (measurements only, after the build)", s / 60.0),
+    );
+    o.put(&[
+        ("cpu", m.cpu_model.clone()),
+        ("cpus", m.logical_cpus.to_string()),
+        ("memory", m.memory.clone()),
+        ("kernel", m.kernel.clone()),
+        ("rustc", r.rustc.clone()),
+        ("ort", r.ort_version.clone()),
+        ("commit", r.commit.clone()),
+        ("date", r.date.clone()),
+        ("wall", wall),
+        ("load.start", r.loadavg.0.clone()),
+        ("load.end", r.loadavg.1.clone()),
+    ]);
 }
 
 fn level_at(r: &ClosedReport, c: usize) -> Option<&ClosedLevel> {
@@ -161,180 +418,254 @@ fn top(r: &ClosedReport) -> Option<&ClosedLevel> {
     r.levels.iter().max_by_key(|l| l.concurrency)
 }
 
-fn ms_of_us(v: Option<&ValueSummary>, pick: fn(&ValueSummary) -> f64) -> String {
-    v.map_or_else(|| "–".into(), |v| format!("{:.3}", pick(v) / 1000.0))
-}
-
-/// Mean of the gauge series of `name` (averaged over instances), if scraped.
-fn gauge_mean(metrics: &BTreeMap<String, MetricFigure>, name: &str) -> Option<f64> {
-    let v: Vec<f64> = metrics
+/// The levels of `b` at the concurrencies `a` also measured, paired with `a`'s.
+fn pairs<'a>(a: &'a ClosedReport, b: &'a ClosedReport) -> Vec<(&'a ClosedLevel, &'a ClosedLevel)> {
+    b.levels
         .iter()
-        .filter(|(s, f)| crate::prom::metric_name(s) == name && f.kind == "gauge")
-        .map(|(_, f)| f.mean)
-        .collect();
-    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        .filter_map(|l| Some((level_at(a, l.concurrency)?, l)))
+        .collect()
 }
 
-/// Δsum/Δcount of histogram `name` over all its series, if any observation was made.
-fn histogram_mean(metrics: &BTreeMap<String, MetricFigure>, name: &str) -> Option<f64> {
-    let (sum, n) = metrics
-        .iter()
-        .filter(|(s, f)| crate::prom::metric_name(s) == name && f.kind == "histogram")
-        .fold((0.0, 0u64), |(s, n), (_, f)| {
-            (s + f.sum.unwrap_or(0.0), n + f.samples)
-        });
-    (n > 0).then(|| sum / n as f64)
+/// Requests/s (or rows/s when `rows`), p50 and p99 of a closed level.
+fn perf(l: &ClosedLevel, rows: bool) -> [String; 3] {
+    let rate = if rows { l.rows_per_s } else { l.requests_per_s };
+    [f(rate, 0), f(l.latency.p50_ms, 3), f(l.latency.p99_ms, 3)]
 }
 
-fn not_run(out: &mut String, quick: bool) {
-    out.push_str(if quick {
-        "Not run in `--quick` mode.\n"
-    } else {
-        "Not measured in this run.\n"
-    });
+/// Two configs side by side, level by level, and the ratio of their rates.
+fn side_by_side(a: &ClosedReport, b: &ClosedReport, rows: bool) -> Vec<Vec<String>> {
+    let rate = |l: &ClosedLevel| if rows { l.rows_per_s } else { l.requests_per_s };
+    let cells = |(x, y): (&ClosedLevel, &ClosedLevel)| {
+        let mut r = row![y.concurrency];
+        r.extend(perf(x, rows).into_iter().chain(perf(y, rows)));
+        r.push(bold(ratio(rate(y), rate(x))));
+        r
+    };
+    pairs(a, b).into_iter().map(cells).collect()
 }
 
-// --- instances -----------------------------------------------------------------------
+fn batching(o: &mut Filled, r: &ReportInputs) {
+    let (b, u) = (&r.batched, &r.unbatched);
+    let first = b.levels.first();
+    let mut rows = Vec::new();
+    let line = |name: &str, l: &ClosedLevel| {
+        let [_, p50, p99] = perf(l, false);
+        let cpu = crate::cpu::format_cpu(l.client_cpu_pct);
+        row![
+            l.concurrency,
+            name,
+            f(l.requests_per_s, 0),
+            f(l.rows_per_s, 0),
+            p50,
+            p99,
+            l.error_total,
+            cpu
+        ]
+    };
+    for bl in &b.levels {
+        rows.push(line("batched", bl));
+        let Some(ul) = level_at(u, bl.concurrency) else {
+            continue;
+        };
+        rows.push(line("max_batch_size = 1", ul));
+        let (rps, rows_s) = (
+            ratio(bl.requests_per_s, ul.requests_per_s),
+            ratio(bl.rows_per_s, ul.rows_per_s),
+        );
+        let (p50, p99) = (
+            ratio(bl.latency.p50_ms, ul.latency.p50_ms),
+            ratio(bl.latency.p99_ms, ul.latency.p99_ms),
+        );
+        rows.push(row![
+            bl.concurrency,
+            "**batched / unbatched**",
+            bold(rps),
+            bold(rows_s),
+            p50,
+            p99,
+            "",
+            ""
+        ]);
+    }
+    let (dur, warm) = first.map_or((0.0, 0.0), |l| (l.duration_s, l.warmup_s));
+    let rows_per = b.rows_per_request.to_string();
+    o.put(&[
+        ("b.rows", rows_per),
+        ("b.s", dur.to_string()),
+        ("b.warm", warm.to_string()),
+    ]);
+    let head = "concurrency | config | req/s | rows/s | p50 ms | p99 ms | errors | client CPU";
+    o.set("batching", table(head, "rlrrrrrr", &rows));
+    let alt = "MLP: requests/s vs concurrency, batched and max_batch_size = 1";
+    o.plot(&r.extra, "batching", "batching", alt);
+    if let (Some(bl), Some(ul)) = (top(b), top(b).and_then(|t| level_at(u, t.concurrency))) {
+        o.heads.push(format!(
+            "Dynamic batching vs max_batch_size = 1 at c={}: **{}** throughput ({:.0} vs {:.0} req/s), p99 {:.2} vs {:.2} ms.",
+            bl.concurrency, ratio(bl.requests_per_s, ul.requests_per_s), bl.requests_per_s, ul.requests_per_s, bl.latency.p99_ms, ul.latency.p99_ms
+        ));
+    }
+    let c = &r.ceiling;
+    let err = c
+        .reference_max_abs_err
+        .map_or("not checked".into(), |e| format!("{e:.1e}"));
+    let (threads, features) = (c.intra_threads.to_string(), c.features.to_string());
+    o.put(&[
+        ("c.threads", threads),
+        ("c.features", features),
+        ("c.err", err),
+    ]);
+    let levels = tab::<CeilingLevel>(
+        &c.levels,
+        &[
+            ("batch size", 'r', &|l| l.batch_size.to_string()),
+            ("runs/s", 'r', &|l| f(l.runs_per_s, 0)),
+            ("rows/s", 'r', &|l| f(l.rows_per_s, 0)),
+            ("mean ms", 'r', &|l| f(l.latency.mean_ms, 4)),
+            ("p50 ms", 'r', &|l| f(l.latency.p50_ms, 4)),
+            ("p99 ms", 'r', &|l| f(l.latency.p99_ms, 4)),
+        ],
+    );
+    o.set("ceiling", levels);
+}
+
+/// The server against the in-process ceiling: throughput at saturation, latency at c=1.
+fn overhead(o: &mut Filled, r: &ReportInputs) {
+    let best = |rep: &ClosedReport| {
+        rep.levels
+            .iter()
+            .max_by(|a, b| a.rows_per_s.total_cmp(&b.rows_per_s))
+            .cloned()
+    };
+    // Batch 64 when measured (the committed max_batch_size), else the largest batch.
+    let levels = &r.ceiling.levels;
+    let at = |batch: usize| {
+        let largest = || levels.iter().max_by_key(|l| l.batch_size);
+        levels
+            .iter()
+            .find(|l| l.batch_size == batch)
+            .or_else(largest)
+    };
+    let mut rows = Vec::new();
+    if let (Some(b), Some(ceil)) = (best(&r.batched), at(64)) {
+        let share = b.rows_per_s / ceil.rows_per_s.max(1e-9);
+        let server = b.server_timing.get(SERVER_TOTAL).map(|v| v.mean);
+        let value = format!(
+            "**{}**: {:.0} (c={}) / {:.0} (batch {}) = {share:.3}×",
+            percent(b.rows_per_s, ceil.rows_per_s),
+            b.rows_per_s,
+            b.concurrency,
+            ceil.rows_per_s,
+            ceil.batch_size
+        );
+        rows.push(row![
+            "best batched rows/s over the ceiling's",
+            value,
+            "≥ 0.9×",
+            yes_no(share >= 0.9)
+        ]);
+        rows.push(row![
+            "at that level: server queue + compute per request (mean); ceiling per row; one request completed every",
+            format!("{} µs; {:.2} µs; {:.0} µs", opt(server, 0), 1e6 / ceil.rows_per_s.max(1e-9), 1e6 / b.requests_per_s.max(1e-9)),
+            "",
+            ""
+        ]);
+    }
+    let c1 = r.ceiling.levels.iter().find(|l| l.batch_size == 1);
+    if let (Some(b1), Some(c1)) = (level_at(&r.batched, 1), c1) {
+        let gap_us = (b1.latency.p50_ms - c1.latency.p50_ms) * 1000.0;
+        let part = |k: &str| opt(b1.server_timing.get(k).map(|v| v.p50), 0);
+        let inside = b1.server_timing.get(SERVER_TOTAL).map_or(0.0, |v| v.p50);
+        let value = format!(
+            "{:.3} ms vs {:.3} ms, {gap_us:+.0} µs",
+            b1.latency.p50_ms, c1.latency.p50_ms
+        );
+        rows.push(row![
+            "p50 at c=1 vs one in-process run",
+            value,
+            "≤ +150 µs",
+            yes_no(gap_us <= 150.0)
+        ]);
+        let (q, c, t) = (part("queue_us"), part("compute_us"), part(SERVER_TOTAL));
+        let value = format!("{q} µs, {c} µs, {t} µs; ~{:.0} µs", gap_us - inside);
+        rows.push(row![
+            "inside the server at c=1 (p50s): queue, compute, together; the rest",
+            value,
+            "",
+            ""
+        ]);
+    }
+    if let (Some(u), Some(ceil)) = (best(&r.unbatched), at(1)) {
+        let what = format!("unbatched server / ceiling at batch {}", ceil.batch_size);
+        let share = percent(u.rows_per_s, ceil.rows_per_s);
+        let value = format!(
+            "{share} ({:.0} vs {:.0} rows/s)",
+            u.rows_per_s, ceil.rows_per_s
+        );
+        rows.push(row![what, value, "", ""]);
+    }
+    o.set(
+        "overhead",
+        table("figure | value | target | verdict", "lrll", &rows),
+    );
+}
 
 /// The v2 JSON body against the same rows in the binary tensor extension.
-pub fn wire(out: &mut String, x: &Extra) -> Option<String> {
-    out.push_str("\n## v2 JSON vs binary tensors (closed loop)\n\n");
+fn wire(o: &mut Filled, x: &Extra) {
     let Some((json, binary)) = &x.wire else {
-        not_run(out, x.quick);
-        return None;
+        return;
     };
-    let rows = json.rows_per_request;
-    let secs = top(binary).map_or(0.0, |l| l.duration_s);
-    let _ = write!(
-        out,
-        "The batched MLP on `POST /v2/models/mlp/infer` with {rows} rows per request, sent as \
-         a JSON body (`data`: {rows} × 10 numbers) and as the same rows in the binary tensor \
-         extension (a JSON header with `binary_data_size`, then {} bytes of little-endian \
-         FP32, `Inference-Header-Content-Length`), as Triton's clients send them. Responses \
-         are JSON in both. One server, the JSON levels first, then the binary ones, \
-         {secs:.0} s measured each.\n\n\
-         | concurrency | JSON rows/s | p50 ms | p99 ms | binary rows/s | p50 ms | p99 ms | \
-         binary / JSON |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-        rows * 40
-    );
-    for b in &binary.levels {
-        let Some(j) = level_at(json, b.concurrency) else {
-            continue;
-        };
-        let _ = writeln!(
-            out,
-            "| {} | {:.0} | {:.3} | {:.3} | {:.0} | {:.3} | {:.3} | **{}** |",
-            b.concurrency,
-            j.rows_per_s,
-            j.latency.p50_ms,
-            j.latency.p99_ms,
-            b.rows_per_s,
-            b.latency.p50_ms,
-            b.latency.p99_ms,
-            crate::render::ratio(b.rows_per_s, j.rows_per_s)
-        );
+    let n = json.rows_per_request;
+    let secs = f(top(binary).map_or(0.0, |l| l.duration_s), 0);
+    o.put(&[
+        ("w.n", n.to_string()),
+        ("w.bytes", (n * 40).to_string()),
+        ("w.s", secs),
+    ]);
+    let head = "concurrency | JSON rows/s | p50 ms | p99 ms | binary rows/s | p50 ms | p99 ms | binary / JSON";
+    let rows = side_by_side(json, binary, true);
+    o.set("wire", table(head, "rrrrrrrr", &rows));
+    if let (Some(j), Some(b)) = (top(json), top(binary)) {
+        o.heads.push(format!(
+            "v2 binary tensors vs JSON, {n}-row requests at c={}: **{}** the rows/s ({:.0} vs {:.0}).",
+            b.concurrency, ratio(b.rows_per_s, j.rows_per_s), b.rows_per_s, j.rows_per_s
+        ));
     }
-    let (j, b) = (top(json)?, top(binary)?);
-    Some(format!(
-        "v2 binary tensors vs JSON, {rows}-row requests at c={}: **{}** the rows/s ({:.0} vs \
-         {:.0}).",
-        b.concurrency,
-        crate::render::ratio(b.rows_per_s, j.rows_per_s),
-        b.rows_per_s,
-        j.rows_per_s
-    ))
 }
 
-pub fn instances(out: &mut String, x: &Extra) -> Option<String> {
-    out.push_str("\n## Instances: one device worker vs two (closed loop)\n\n");
+fn instances(o: &mut Filled, x: &Extra) {
     let Some((one, two)) = &x.instances else {
-        not_run(out, x.quick);
-        return None;
+        return;
     };
-    let rounds = top(two).map_or(1, |l| l.slice_rps.len().max(1));
-    let _ = write!(
-        out,
-        "The batched config with `[instances] count = 1` (the default on CPU) and with \
-         `count = 2` (two ONNX Runtime sessions, each with its own device worker thread and \
-         1 intra-op thread, fed from the one queue). Both servers up at once; each level \
-         is measured on both in {rounds} interleaved round(s), the order reversing each \
-         round. One-row requests.\n\n\
-         | concurrency | count = 1 req/s | p50 ms | p99 ms | count = 2 req/s | p50 ms | p99 ms | \
-         2 / 1 throughput |\n|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    let head = "concurrency | count = 1 req/s | p50 ms | p99 ms | count = 2 req/s | p50 ms | p99 ms | 2 / 1 throughput";
+    o.set(
+        "instances",
+        table(head, "rrrrrrrr", &side_by_side(one, two, false)),
     );
-    for t in &two.levels {
-        let Some(o) = level_at(one, t.concurrency) else {
-            continue;
-        };
-        let _ = writeln!(
-            out,
-            "| {} | {:.0} | {:.3} | {:.3} | {:.0} | {:.3} | {:.3} | **{}** |",
-            t.concurrency,
-            o.requests_per_s,
-            o.latency.p50_ms,
-            o.latency.p99_ms,
-            t.requests_per_s,
-            t.latency.p50_ms,
-            t.latency.p99_ms,
-            crate::render::ratio(t.requests_per_s, o.requests_per_s)
-        );
-    }
-    let (o, t) = (top(one)?, top(two)?);
-    let r = if o.requests_per_s > 0.0 {
-        t.requests_per_s / o.requests_per_s
-    } else {
-        0.0
+    o.set("i.top.absent", "");
+    let (Some(l), Some(t)) = (top(one), top(two)) else {
+        return;
     };
-    let compute = o
-        .server_timing
-        .get("compute_us")
-        .map_or_else(String::new, |v| {
-            format!(
-                " (a batch of {:.0} rows costs {:.0} µs)",
-                batch_rows(o),
-                v.mean
-            )
-        });
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    out.push('\n');
-    if r < 1.05 {
-        let _ = writeln!(
-            out,
-            "At c={} a second instance gives {r:.2}× the throughput of one. The device is not \
-             what limits this server on CPU{compute}: the HTTP and JSON path is, and it shares \
-             the {cores} cores with the device workers and the load generator, so a second \
-             worker only adds a thread competing for the same cores and a second copy of \
-             the session. **The default therefore stays at 1 instance on CPU**; more \
-             instances pay where the device itself is the bottleneck and has parallel \
-             capacity of its own (a GPU, or a CPU with cores to spare for it).",
-            t.concurrency
-        );
-    } else {
-        let _ = writeln!(
-            out,
-            "At c={} a second instance gives {r:.2}× the throughput of one{compute}. The \
-             device's own time is a small share of each request here, so the gain comes \
-             from two workers overlapping batch hand-off and result delivery, not from more \
-             compute. **The default stays at 1 instance on CPU** all the same: every \
-             instance is a full session (weights and arena) and a thread that competes with \
-             the HTTP path for the same {cores} cores, the gain depends on the machine (and \
-             on its other load), and for a model whose batches do fill the device a second \
-             CPU session just splits the same cores. It is a per-deployment setting, and \
-             this table is the measurement to set it with.",
-            t.concurrency
-        );
-    }
-    Some(format!(
+    let r = div(t.requests_per_s, l.requests_per_s);
+    let compute = l.server_timing.get("compute_us").map(|v| v.mean);
+    let batch = compute.map_or("n/a".into(), |c| {
+        format!("{:.0} rows: {c:.0} µs", batch_rows(l))
+    });
+    o.put(&[
+        ("i.top", String::new()),
+        ("i.rounds", t.slice_rps.len().max(1).to_string()),
+        ("i.c", t.concurrency.to_string()),
+        ("i.r", f(r, 2)),
+        ("i.batch", batch),
+    ]);
+    o.heads.push(format!(
         "Instances: `count = 2` / `count = 1` at c={}: **{r:.2}×** throughput (default stays 1 on CPU).",
         t.concurrency
-    ))
+    ));
 }
 
 fn batch_rows(l: &ClosedLevel) -> f64 {
     l.server_timing.get("batch_rows").map_or(0.0, |v| v.mean)
 }
-
-// --- metrics cost ----------------------------------------------------------------------
 
 /// Mean and the half-width of a ~95 % interval (2 standard errors) of `v`.
 fn mean_and_spread(v: &[f64]) -> (f64, f64) {
@@ -350,113 +681,87 @@ fn mean_and_spread(v: &[f64]) -> (f64, f64) {
     (mean, 2.0 * (var / n).sqrt())
 }
 
-pub fn metrics_cost(out: &mut String, x: &Extra) -> Option<String> {
-    out.push_str("\n## Cost of recording metrics\n\n");
-    let Some((on, off)) = &x.metrics_cost else {
-        not_run(out, x.quick);
-        return None;
+fn metrics_cost(o: &mut Filled, x: &Extra) {
+    let Some((a, b)) = x
+        .metrics_cost
+        .as_ref()
+        .and_then(|(on, off)| Some((top(on)?, top(off)?)))
+    else {
+        return;
     };
-    let (a, b) = (top(on)?, top(off)?);
     let rounds = a.slice_rps.len().min(b.slice_rps.len());
-    let _ = write!(
-        out,
-        "Two servers with the batched config, one started with `--disable-metrics` (nothing \
-         recorded, `/metrics` empty), both up for the whole section. The closed loop at \
-         c={c} (saturation) alternates between them in {rounds} rounds of {slice:.0} s each \
-         (on→off, then off→on, ...), so a change in the shared machine's load hits both \
-         alike. Nobody scrapes `/metrics` meanwhile: this is the cost of *recording*.\n\n\
-         | round | order | metrics on req/s | metrics off req/s | on / off |\n\
-         |---:|---|---:|---:|---:|\n",
-        c = a.concurrency,
-        slice = a.duration_s / rounds.max(1) as f64,
-    );
     let mut ratios = Vec::new();
-    for i in 0..rounds {
-        let (r_on, r_off) = (a.slice_rps[i], b.slice_rps[i]);
-        if r_off > 0.0 {
-            ratios.push(r_on / r_off);
+    let mut rows = Vec::new();
+    for (i, (&on, &off)) in a.slice_rps.iter().zip(&b.slice_rps).enumerate() {
+        if off > 0.0 {
+            ratios.push(on / off);
         }
-        let _ = writeln!(
-            out,
-            "| {} | {} | {r_on:.0} | {r_off:.0} | {} |",
-            i + 1,
-            if i % 2 == 0 { "on, off" } else { "off, on" },
-            crate::render::ratio(r_on, r_off)
-        );
+        let order = if i % 2 == 0 { "on, off" } else { "off, on" };
+        rows.push(row![i + 1, order, f(on, 0), f(off, 0), ratio(on, off)]);
     }
-    let r = if b.requests_per_s > 0.0 {
-        a.requests_per_s / b.requests_per_s
-    } else {
-        0.0
+    let r = div(a.requests_per_s, b.requests_per_s);
+    let p99 = |l: &ClosedLevel| {
+        format!(
+            "**{:.0}** (p99 {:.3} ms)",
+            l.requests_per_s, l.latency.p99_ms
+        )
     };
-    let _ = writeln!(
-        out,
-        "| **all** | | **{:.0}** (p99 {:.3} ms) | **{:.0}** (p99 {:.3} ms) | **{r:.3}** |",
-        a.requests_per_s, a.latency.p99_ms, b.requests_per_s, b.latency.p99_ms
-    );
+    rows.push(row!["**all**", "", p99(a), p99(b), format!("**{r:.3}**")]);
     let cost = (1.0 - r) * 100.0;
     let (mean, half) = mean_and_spread(&ratios);
     let (lo, hi) = ((1.0 - mean - half) * 100.0, (1.0 - mean + half) * 100.0);
-    let verdict = if rounds < 2 {
-        yes_no(cost < 2.0).to_string()
-    } else if hi < 2.0 {
-        "met".to_string()
-    } else if lo > 2.0 {
-        "**not met**".to_string()
-    } else {
-        format!("not resolved by this run: the rounds put the cost between {lo:.1} % and {hi:.1} %")
+    let verdict = match () {
+        _ if rounds < 2 => yes_no(cost < 2.0).to_string(),
+        _ if hi < 2.0 => "met".to_string(),
+        _ if lo > 2.0 => "**not met**".to_string(),
+        _ => format!(
+            "not resolved by this run: the rounds put the cost between {lo:.1} % and {hi:.1} %"
+        ),
     };
-    let _ = writeln!(
-        out,
-        "\n**Recording cost: {cost:.1} % of throughput** (all on / all off = {r:.3}). From \
-         the {rounds} paired rounds: mean ratio {mean:.3} ± {half:.3} (2 standard errors), \
-         i.e. a cost between {lo:.1} % and {hi:.1} %. Target < 2 %: {verdict}."
-    );
+    let per_round = a.duration_s / rounds.max(1) as f64;
+    o.put(&[
+        ("m.c", a.concurrency.to_string()),
+        ("m.rounds", rounds.to_string()),
+        ("m.round_s", f(per_round, 0)),
+        ("m.cost", f(cost, 1)),
+        ("m.r", f(r, 3)),
+        ("m.mean", f(mean, 3)),
+        ("m.half", f(half, 3)),
+        ("m.lo", f(lo, 1)),
+        ("m.hi", f(hi, 1)),
+        ("m.verdict", verdict.clone()),
+    ]);
     let mut head = format!(
         "Metrics recording at c={}: on / off throughput **{r:.3}** (cost {cost:.1} %, rounds: {lo:.1} to {hi:.1} %; target < 2 %: {verdict}).",
         a.concurrency
     );
-    if let Some(m) = &x.metrics_rss {
+    o.set("m.rss.absent", "");
+    if let (Some(m), Some((on, _))) = (&x.metrics_rss, &x.metrics_cost) {
         let growth = |before: u64, after: u64| (after as f64 - before as f64) / 1024.0;
-        let (on_g, off_g) = (
-            growth(m.on_before_kib, m.on_after_kib),
-            growth(m.off_before_kib, m.off_after_kib),
-        );
+        let on_g = growth(m.on_before_kib, m.on_after_kib);
+        let off_g = growth(m.off_before_kib, m.off_after_kib);
         let served = on.levels.iter().map(|l| l.ok).sum::<u64>().max(1);
-        let _ = writeln!(
-            out,
-            "\nMemory: over the section (nobody scraping), the server recording metrics grew \
-             from {:.1} to {:.1} MiB (**{on_g:+.1} MiB**, {:.0} bytes per request served), the \
-             one with `--disable-metrics` from {:.1} to {:.1} MiB ({off_g:+.1} MiB). \
-             Convoy's Prometheus recorder keeps every histogram sample until `/metrics` is \
-             rendered, so an unscraped server grows with its traffic; a scrape (or the \
-             exporter's periodic upkeep, which the server does not run) drains them.",
-            mib(m.on_before_kib),
-            mib(m.on_after_kib),
-            on_g * 1024.0 * 1024.0 / served as f64,
-            mib(m.off_before_kib),
-            mib(m.off_after_kib),
-        );
-        let _ = write!(
-            head,
-            " Unscraped, its RSS grew {on_g:+.1} MiB over the section vs {off_g:+.1} MiB without metrics."
-        );
+        let per_request = on_g * 1024.0 * 1024.0 / served as f64;
+        o.put(&[
+            ("m.rss", String::new()),
+            ("m.on_b", f(mib(m.on_before_kib), 1)),
+            ("m.on_a", f(mib(m.on_after_kib), 1)),
+            ("m.on_g", format!("{on_g:+.1}")),
+            ("m.per_req", f(per_request, 0)),
+            ("m.off_b", f(mib(m.off_before_kib), 1)),
+            ("m.off_a", f(mib(m.off_after_kib), 1)),
+            ("m.off_g", format!("{off_g:+.1}")),
+        ]);
+        let _ = write!(head, " Unscraped, its RSS grew {on_g:+.1} MiB over the section vs {off_g:+.1} MiB without metrics.");
     }
-    Some(head)
+    let head_row = "round | order | metrics on req/s | metrics off req/s | on / off";
+    o.set("metrics", table(head_row, "rlrrr", &rows));
+    o.heads.push(head);
 }
 
-// --- SLO window ------------------------------------------------------------------------
-
-fn open_level(r: &OpenReport) -> Option<&OpenLevel> {
-    r.levels.first()
-}
-
-fn errors_cell(l: &OpenLevel) -> String {
-    if l.errors.is_empty() {
-        "0".into()
-    } else {
-        crate::stats::format_errors(&l.errors)
-    }
+/// The server's own p99 (queue + compute, from the response headers), in ms.
+fn server_p99_ms(l: &OpenLevel) -> Option<f64> {
+    l.server_timing.get(SERVER_TOTAL).map(|v| v.p99 / 1000.0)
 }
 
 /// Whether the client found the server saturated at a level: arrivals dropped, or
@@ -465,118 +770,93 @@ fn saturated(l: &OpenLevel) -> bool {
     l.dropped > 0 || l.connection_wait.p50_ms > 1.0
 }
 
-pub fn slo(out: &mut String, s: &Slo, quick: bool) -> Vec<String> {
+fn slo(o: &mut Filled, s: &Slo, x: &Extra) {
     let m = &s.manifest;
-    let mut heads = Vec::new();
-    let _ = write!(
-        out,
-        "\n## SLO-aware window vs fixed delays: {} (open loop)\n\n",
-        m.model
-    );
     let first = s.runs.first().map(|(_, r)| r);
-    let _ = write!(
-        out,
-        "Capacity {:.0} req/s: {}. Poisson arrivals at {} of it; latency from each \
-         request's intended send time, over {} connections (a request finding all busy \
-         waits, and the wait counts). One server per config, all up at once; the open loop \
-         visits them in {} interleaved round(s) (the order reversing each round, every \
-         config getting the same seeded schedule within a round), {:.0} s measured per \
-         config and load in all, so a change in the shared machine's load hits every config \
-         alike. Fixed windows: `max_queue_delay_us` = {}. SLO-aware: \
-         `latency_target_ms = {}` (no fixed delay, Convoy's default): the window follows \
-         the learned batch cost, growing a batch while the device is busy and growing still \
-         pays, waiting at most the batch's fixed cost while it idles (and only where such \
-         waits have been catching company), never past T for the \
-         oldest request's queue + compute time. {}\n\n\
-         `server p99` is the p99 of the server's own time (queue + compute, and pre/post \
-         on task routes) from the response headers: the part T governs; the rest is HTTP, \
-         JSON and the shared CPU. `conn. wait p50` above zero, or drops, mean the server \
-         was saturated at that load.\n",
-        m.capacity_rps,
-        if m.capacity_source.is_empty() {
-            "closed loop at c=64, measured just before in this run"
-        } else {
-            &m.capacity_source
-        },
-        m.fractions
-            .iter()
-            .zip(&m.rates)
-            .map(|(f, r)| format!("{:.0} % ({r:.0} req/s)", f * 100.0))
-            .collect::<Vec<_>>()
-            .join(" and "),
-        first.map_or(0, |r| r.connections),
-        m.rounds,
-        first
-            .and_then(|r| r.levels.first())
-            .map_or(0.0, |l| l.duration_s),
-        m.delays_us
-            .iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join(", "),
-        m.target_ms,
-        m.target_why
-    );
+    let offered: Vec<_> = m
+        .fractions
+        .iter()
+        .zip(&m.rates)
+        .map(|(f, r)| format!("{:.0} % ({r:.0} req/s)", f * 100.0))
+        .collect();
+    let delays: Vec<_> = m.delays_us.iter().map(u64::to_string).collect();
+    let measured = first
+        .and_then(|r| r.levels.first())
+        .map_or(0.0, |l| l.duration_s);
+    let capacity = format!("{:.0} req/s: {}", m.capacity_rps, m.capacity_source);
+    let connections = first.map_or(0, |r| r.connections).to_string();
+    let rounds = format!("{}; {measured:.0} s", m.rounds);
+    let target = format!("`latency_target_ms = {}`: {}", m.target_ms, m.target_why);
+    let setup = facts(&[
+        ("capacity", capacity),
+        ("offered", offered.join(" and ")),
+        ("connections", connections),
+        ("rounds; measured per config and load", rounds),
+        ("fixed windows, `max_queue_delay_us`", delays.join(", ")),
+        ("target T", target),
+    ]);
+    let mut md = format!("### {}\n\n{setup}\n", m.model);
     if s.runs.is_empty() {
-        out.push('\n');
-        not_run(out, quick);
-        return heads;
+        let _ = write!(md, "\n{}\n", absent(x.quick));
     }
-    for (i, fraction) in m.fractions.iter().enumerate() {
+    let is_target = |label: &str| label.starts_with("latency_target");
+    for (i, fraction) in m
+        .fractions
+        .iter()
+        .enumerate()
+        .filter(|_| !s.runs.is_empty())
+    {
+        let runs: Vec<(&str, OpenLevel)> = s
+            .runs
+            .iter()
+            .filter_map(|(k, r)| Some((k.as_str(), r.levels.get(i)?.clone())))
+            .collect();
+        let errors = |l: &OpenLevel| match l.errors.is_empty() {
+            true => "0".into(),
+            false => format_errors(&l.errors),
+        };
+        let within = |l: &OpenLevel| ["no", "yes"][usize::from(l.latency.p99_ms <= m.target_ms)];
+        let rows = tab::<(&str, OpenLevel)>(
+            &runs,
+            &[
+                ("config", 'l', &|(k, _)| k.to_string()),
+                ("sent req/s", 'r', &|(_, l)| f(l.achieved_rate, 0)),
+                ("ok req/s", 'r', &|(_, l)| f(l.requests_per_s, 0)),
+                ("p50 ms", 'r', &|(_, l)| f(l.latency.p50_ms, 3)),
+                ("p99 ms", 'r', &|(_, l)| f(l.latency.p99_ms, 3)),
+                ("server p99 ms", 'r', &|(_, l)| opt(server_p99_ms(l), 3)),
+                ("mean batch rows", 'r', &|(_, l)| {
+                    opt(l.server_timing.get("batch_rows").map(|v| v.mean), 1)
+                }),
+                ("conn. wait p50 ms", 'r', &|(_, l)| {
+                    f(l.connection_wait.p50_ms, 3)
+                }),
+                ("errors", 'l', &|(_, l)| errors(l)),
+                ("dropped", 'r', &|(_, l)| l.dropped.to_string()),
+                ("p99 ≤ T", 'l', &|(_, l)| within(l).into()),
+            ],
+        );
+        let rate = m.rates.get(i).copied().unwrap_or(0.0);
+        let pct = fraction * 100.0;
         let _ = write!(
-            out,
-            "\n### {} at {:.0} % of capacity ({:.0} req/s)\n\n\
-             | config | sent req/s | ok req/s | p50 ms | p99 ms | server p99 ms | \
-             mean batch rows | conn. wait p50 ms | errors | dropped | p99 ≤ T |\n\
-             |---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|\n",
-            m.model,
-            fraction * 100.0,
-            m.rates.get(i).copied().unwrap_or(0.0)
+            md,
+            "\n#### {} at {pct:.0} % of capacity ({rate:.0} req/s)\n\n{rows}\n",
+            m.model
         );
-        let at = |r: &OpenReport| r.levels.get(i).cloned();
-        for (label, r) in &s.runs {
-            let Some(l) = at(r) else { continue };
-            let server_p99 = server_p99_ms(&l);
-            let _ = writeln!(
-                out,
-                "| {label} | {:.0} | {:.0} | {:.3} | {:.3} | {} | {} | {:.3} | {} | {} | {} |",
-                l.achieved_rate,
-                l.requests_per_s,
-                l.latency.p50_ms,
-                l.latency.p99_ms,
-                opt(server_p99, 3),
-                opt(l.server_timing.get("batch_rows").map(|v| v.mean), 1),
-                l.connection_wait.p50_ms,
-                errors_cell(&l),
-                l.dropped,
-                if l.latency.p99_ms <= m.target_ms {
-                    "yes"
-                } else {
-                    "no"
-                }
-            );
-        }
-        let target = s
-            .runs
+        let Some((_, target)) = runs.iter().find(|(k, _)| is_target(k)) else {
+            continue;
+        };
+        let best_fixed = runs
             .iter()
-            .find(|(label, _)| label.starts_with("latency_target"))
-            .and_then(|(_, r)| at(r));
-        let Some(target) = target else { continue };
-        let best_fixed = s
-            .runs
-            .iter()
-            .filter(|(label, _)| !label.starts_with("latency_target"))
-            .filter_map(|(label, r)| at(r).map(|l| (label, l)))
+            .filter(|(k, _)| !is_target(k))
             .max_by(|a, b| a.1.requests_per_s.total_cmp(&b.1.requests_per_s));
-        let server_p99 = server_p99_ms(&target);
+        let p99 = target.latency.p99_ms;
         let mut verdict = format!(
-            "at {:.0} % of capacity, **latency_target_ms = {}**: end-to-end p99 {:.3} ms (≤ T: {})",
-            fraction * 100.0,
+            "at {pct:.0} % of capacity, **latency_target_ms = {}**: end-to-end p99 {p99:.3} ms (≤ T: {})",
             m.target_ms,
-            target.latency.p99_ms,
-            yes_no(target.latency.p99_ms <= m.target_ms)
+            yes_no(p99 <= m.target_ms)
         );
-        if let Some(sp) = server_p99 {
+        if let Some(sp) = server_p99_ms(target) {
             let _ = write!(
                 verdict,
                 ", server-side p99 {sp:.3} ms (≤ T: {})",
@@ -584,232 +864,31 @@ pub fn slo(out: &mut String, s: &Slo, quick: bool) -> Vec<String> {
             );
         }
         if let Some((label, b)) = best_fixed {
-            let r = if b.requests_per_s > 0.0 {
-                target.requests_per_s / b.requests_per_s
-            } else {
-                0.0
-            };
             // Same schedule for every config: throughput differs only by failures, drops
             // and when the last response came; 1 % absorbs the latter.
+            let r = div(target.requests_per_s, b.requests_per_s);
             let _ = write!(
                 verdict,
-                "; throughput {:.0} req/s vs {:.0} for the best fixed delay ({label}): \
-                 {r:.3}× (≥ best fixed, within 1 %: {})",
-                target.requests_per_s,
-                b.requests_per_s,
-                yes_no(r >= 0.99)
+                "; throughput {:.0} req/s vs {:.0} for the best fixed delay ({label}): {r:.3}× (≥ best fixed, within 1 %: {})",
+                target.requests_per_s, b.requests_per_s, yes_no(r >= 0.99)
             );
         }
-        let any_saturated = s
-            .runs
-            .iter()
-            .filter_map(|(_, r)| at(r))
-            .any(|l| saturated(&l));
-        if any_saturated {
-            verdict.push_str(
-                ". The server was saturated at this load on this machine (drops or waits for \
-                 a connection), so these rows compare overload behaviour more than windows",
-            );
+        if runs.iter().any(|(_, l)| saturated(l)) {
+            verdict.push_str(". The server was saturated at this load (drops or waits for a connection), so these rows compare overload behaviour more than windows");
         }
-        let _ = writeln!(out, "\nVerdict {verdict}.");
-        heads.push(format!("SLO window ({}) {verdict}.", m.model));
+        let _ = write!(md, "\nVerdict {verdict}.\n");
+        o.heads.push(format!("SLO window ({}) {verdict}.", m.model));
     }
-    heads
-}
-
-// --- overload --------------------------------------------------------------------------
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
-}
-
-pub fn overload(out: &mut String, x: &Extra) -> Option<String> {
-    out.push_str("\n## Overload: a device-bound model far beyond capacity\n\n");
-    let Some(o) = &x.overload else {
-        not_run(out, x.quick);
-        return None;
-    };
-    let m = &o.manifest;
-    let l = open_level(&o.open)?;
-    let cap = top(&o.capacity)?;
-    let compute = cap
-        .server_timing
-        .get("compute_us")
-        .map_or_else(|| "n/a".into(), |v| format!("{:.2}", v.mean / 1000.0));
-    let _ = write!(
-        out,
-        "The MLP cannot show this: its HTTP path saturates long before its device does. So \
-         run.sh generates a synthetic model (`loadtests/helpers.py slow-model`: FP32 \
-         [N, {inputs}] → [N, {w}] through {layers} MatMul + Relu layers of width {w}; the \
-         input is narrow so that refusing a request costs the server little) and serves it with \
-         `max_batch_size = {mbs}`, `max_queue_size = {mqs}` rows and \
-         `latency_target_ms = {t}`. Capacity, closed loop c={c}: **{cap_rps:.0} req/s** \
-         (mean batch {rows:.1} rows, {compute} ms of device time per batch), with \
-         {rpr} row(s) per request: on CPU the saturated device worker holds one of the \
-         {cores} cores, and the HTTP path, which costs per request where the device costs \
-         per row, must answer the overload with what is left (shared with the load \
-         generator). Then Poisson arrivals at {mult:.1}× that, {rate:.0} req/s, for {d} s; \
-         the client gives up on a request after {to} s (a timeout would be an unanswered \
-         request); `/metrics` is scraped once a second meanwhile, as Prometheus would (see \
-         the metrics section for an unscraped server's memory). Achieved send rate \
-         {sent:.0} req/s = **{sent_mult:.1}× capacity**.\n\n\
-         | outcome | requests | share | p50 ms | p99 ms | max ms | p99 from actual send ms |\n\
-         |---|---:|---:|---:|---:|---:|---:|\n",
-        w = m.width,
-        inputs = m.inputs,
-        layers = m.layers,
-        mbs = m.max_batch_size,
-        mqs = m.max_queue_size,
-        t = m.latency_target_ms,
-        c = cap.concurrency,
-        cap_rps = m.capacity_rps,
-        rows = batch_rows(cap),
-        mult = m.multiple,
-        rpr = m.rows_per_request,
-        cores = std::thread::available_parallelism().map_or(0, |n| n.get()),
-        rate = m.rate,
-        d = l.duration_s,
-        to = m.timeout_s,
-        sent = l.achieved_rate,
-        sent_mult = if m.capacity_rps > 0.0 {
-            l.achieved_rate / m.capacity_rps
-        } else {
-            0.0
-        },
+    let v = o.values.entry("slo".into()).or_default();
+    if !v.is_empty() {
+        v.push_str("\n\n");
+    }
+    v.push_str(md.trim_end());
+    let alt = format!(
+        "{}: p50 (dashed) and p99 (solid) latency vs offered load, per config",
+        m.model
     );
-    let total = l.sent.max(1) as f64;
-    for (status, s) in &l.latency_by_status {
-        let service = l.service_by_status.get(status).cloned().unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "| {} | {} | {:.1} % | {:.3} | {:.3} | {:.3} | {:.3} |",
-            status.replace("http_", "HTTP "),
-            s.count,
-            100.0 * s.count as f64 / total,
-            s.p50_ms,
-            s.p99_ms,
-            s.max_ms,
-            service.p99_ms
-        );
-    }
-    if l.dropped > 0 {
-        let _ = writeln!(
-            out,
-            "| not sent (client's in-flight cap) | {} | | | | | |",
-            l.dropped
-        );
-    }
-    let empty = LatencySummary::default();
-    let refused = l.latency_by_status.get("http_429").unwrap_or(&empty);
-    let admitted = l.latency_by_status.get("http_200").unwrap_or(&empty);
-    let unanswered = unanswered(l);
-    let other_http: u64 = l
-        .errors
-        .iter()
-        .filter(|(k, _)| k.starts_with("http_") && !LOAD_SHEDDING.contains(&k.as_str()))
-        .map(|(_, n)| n)
-        .sum();
-    let growth = m.rss_after_kib as f64 - m.rss_before_kib as f64;
-    let server_p99 = server_p99_ms(l);
-    let admitted_server = opt(server_p99, 3);
-    // What `latency_target_ms` governs: the server's queue + compute time.
-    let server_met =
-        yes_no(admitted.count > 0 && server_p99.is_some_and(|p| p <= m.latency_target_ms));
-    let refused_wire = l
-        .service_by_status
-        .get("http_429")
-        .map_or(f64::INFINITY, |s| s.p99_ms);
-    let _ = writeln!(
-        out,
-        "\n- Every request answered: {} ({unanswered} timeouts or transport errors, \
-         {other_http} answers other than 200/429/504).\n\
-         - 429 latency p99: **{:.3} ms** on the wire (actual send to answer; target < 5 ms: \
-         {}); {:.3} ms from the intended send time, which adds the client's own scheduling \
-         lag and the wait for a free connection on the shared cores.\n\
-         - Admitted (200) p99, the server's own queue + compute time (what \
-         `latency_target_ms` governs), from the response headers: **{admitted_server} ms** \
-         (target ≤ {t} ms: {server_met}); end to end from the intended send: {:.3} ms \
-         (≤ {t} ms: {}), which adds HTTP, the client's lag and the wait for a connection on \
-         the two shared cores.\n\
-         - Server RSS (VmRSS): {:.1} MiB before the overload, {:.1} MiB after it \
-         ({growth:+.0} KiB); peak (VmHWM) over the server's life {:.1} MiB. The queue is \
-         bounded in rows, so memory stays bounded however many requests arrive.",
-        yes_no(unanswered == 0 && other_http == 0),
-        refused_wire,
-        yes_no(refused.count > 0 && refused_wire < 5.0),
-        refused.p99_ms,
-        admitted.p99_ms,
-        yes_no(admitted.count > 0 && admitted.p99_ms <= m.latency_target_ms),
-        mib(m.rss_before_kib),
-        mib(m.rss_after_kib),
-        mib(m.rss_peak_kib),
-        t = m.latency_target_ms,
-    );
-    let mut shed_head = String::new();
-    if let Some(shed) = o.shed.as_ref().and_then(open_level) {
-        let _ = write!(
-            out,
-            "\n### Shedding instead of a small queue\n\n\
-             The same model, rate and duration, right after, on a server whose config \
-             replaces `max_queue_size = {mqs}` with `shed_beyond_target = true` (and a queue \
-             bound of {sq} rows): a request is admitted only if the queue ahead of it and its \
-             own batch are predicted, at the learned batch cost times the learned margin, to \
-             finish inside the {t} ms target; no queue size is tuned to the model.\n\n\
-             | admission | 200 answered/s | 429 share | 429 p99 on the wire ms | admitted p50 / p99 in the server ms | admitted p99 end to end ms | unanswered |\n\
-             |---|---:|---:|---:|---:|---:|---:|\n",
-            mqs = m.max_queue_size,
-            sq = m.shed_max_queue_size,
-            t = m.latency_target_ms,
-        );
-        out.push_str(&admission_row(
-            &format!("`max_queue_size = {}`", m.max_queue_size),
-            l,
-        ));
-        out.push_str(&admission_row("`shed_beyond_target = true`", shed));
-        let shed_p99 = server_p99_ms(shed);
-        let shed_met = yes_no(shed.ok > 0 && shed_p99.is_some_and(|p| p <= m.latency_target_ms));
-        let _ = writeln!(
-            out,
-            "\nWith shedding, admitted requests' p99 in the server: **{} ms** (≤ {} ms: {}). \
-             Shedding admits a request while it is predicted to finish inside the target, \
-             with a margin meant to leave 1 % of admitted requests past it: their p99 sits at \
-             the target by design, and a burst of slowness the margin has not learned yet \
-             puts it past. The small queue keeps them well inside, but its size had to be \
-             chosen for this model on this machine.",
-            opt(shed_p99, 3),
-            m.latency_target_ms,
-            shed_met,
-        );
-        shed_head = format!(
-            " With `shed_beyond_target` instead of the small queue: admitted p99 in the \
-             server {} ms (≤ {} ms: {}).",
-            opt(shed_p99, 1),
-            m.latency_target_ms,
-            shed_met,
-        );
-    }
-    Some(format!(
-        "Overload at {:.1}× capacity: 429 p99 **{:.2} ms** on the wire (< 5 ms: {}; {:.1} ms \
-         from the intended send), admitted p99 in the server **{admitted_server} ms** \
-         (≤ {t} ms: {server_met}; end to end {:.1} ms: {}), {unanswered} \
-         unanswered, RSS {:.0} → {:.0} MiB.{shed_head}",
-        l.achieved_rate / m.capacity_rps.max(1e-9),
-        refused_wire,
-        yes_no(refused.count > 0 && refused_wire < 5.0),
-        refused.p99_ms,
-        admitted.p99_ms,
-        yes_no(admitted.count > 0 && admitted.p99_ms <= m.latency_target_ms),
-        mib(m.rss_before_kib),
-        mib(m.rss_after_kib),
-        t = m.latency_target_ms,
-    ))
-}
-
-/// The server's own p99 (queue + compute, from the response headers), in ms.
-fn server_p99_ms(l: &OpenLevel) -> Option<f64> {
-    l.server_timing
-        .get(crate::stats::SERVER_TOTAL)
-        .map(|v| v.p99 / 1000.0)
+    o.plot(x, "slo", &format!("slo-{}", m.model), &alt);
 }
 
 /// Requests that got no HTTP answer at all (timeouts, transport errors).
@@ -822,164 +901,259 @@ fn unanswered(l: &OpenLevel) -> u64 {
 }
 
 /// One row of the admission comparison (see [`overload`]).
-fn admission_row(label: &str, l: &OpenLevel) -> String {
-    let empty = LatencySummary::default();
-    let refused = l.latency_by_status.get("http_429").unwrap_or(&empty).count;
-    let wire = l.service_by_status.get("http_429").map(|s| s.p99_ms);
-    let admitted = l.latency_by_status.get("http_200").map(|s| s.p99_ms);
-    let server = l.server_timing.get(crate::stats::SERVER_TOTAL);
-    let unanswered = unanswered(l);
-    format!(
-        "| {label} | {:.0} | {:.1} % | {} | {} / {} | {} | {unanswered} |\n",
-        l.ok as f64 / l.duration_s.max(1e-9),
-        100.0 * refused as f64 / l.sent.max(1) as f64,
-        opt(wire, 3),
-        opt(server.map(|v| v.p50 / 1000.0), 3),
-        opt(server.map(|v| v.p99 / 1000.0), 3),
-        opt(admitted, 3),
-    )
+fn admission_row(label: &str, l: &OpenLevel) -> Vec<String> {
+    let refused = l.latency_by_status.get("http_429").map_or(0, |s| s.count);
+    let server = |p: fn(&crate::stats::ValueSummary) -> f64| {
+        opt(l.server_timing.get(SERVER_TOTAL).map(|v| p(v) / 1000.0), 3)
+    };
+    row![
+        label,
+        f(l.ok as f64 / l.duration_s.max(1e-9), 0),
+        format!("{:.1} %", 100.0 * refused as f64 / l.sent.max(1) as f64),
+        opt(l.service_by_status.get("http_429").map(|s| s.p99_ms), 3),
+        format!("{} / {}", server(|v| v.p50), server(|v| v.p99)),
+        opt(l.latency_by_status.get("http_200").map(|s| s.p99_ms), 3),
+        unanswered(l)
+    ]
 }
 
-// --- pipelines -------------------------------------------------------------------------
+fn overload(o: &mut Filled, x: &Extra) {
+    let Some(ov) = &x.overload else { return };
+    let (Some(l), Some(cap)) = (ov.open.levels.first(), top(&ov.capacity)) else {
+        return;
+    };
+    let m = &ov.manifest;
+    let t = m.latency_target_ms;
+    let compute = cap.server_timing.get("compute_us").map(|v| v.mean / 1000.0);
+    let q = m.max_queue_size;
+    o.put(&[
+        ("o.inputs", m.inputs.to_string()),
+        ("o.width", m.width.to_string()),
+        ("o.layers", m.layers.to_string()),
+        ("o.batch", m.max_batch_size.to_string()),
+        ("o.queue", q.to_string()),
+        ("o.t", t.to_string()),
+        ("o.rows", m.rows_per_request.to_string()),
+        ("o.c", cap.concurrency.to_string()),
+        ("o.cap", f(m.capacity_rps, 0)),
+        ("o.batch_rows", f(batch_rows(cap), 1)),
+        ("o.compute", opt(compute, 2)),
+        ("o.multiple", f(m.multiple, 1)),
+        ("o.rate", f(m.rate, 0)),
+        ("o.s", l.duration_s.to_string()),
+        ("o.timeout", m.timeout_s.to_string()),
+        ("o.sent", f(l.achieved_rate, 0)),
+        ("o.x", f(div(l.achieved_rate, m.capacity_rps), 1)),
+    ]);
+    let total = l.sent.max(1) as f64;
+    let statuses: Vec<_> = l.latency_by_status.iter().collect();
+    let mut outcomes = tab::<(&String, &LatencySummary)>(
+        &statuses,
+        &[
+            ("outcome", 'l', &|(k, _)| k.replace("http_", "HTTP ")),
+            ("requests", 'r', &|(_, s)| s.count.to_string()),
+            ("share", 'r', &|(_, s)| {
+                format!("{:.1} %", 100.0 * s.count as f64 / total)
+            }),
+            ("p50 ms", 'r', &|(_, s)| f(s.p50_ms, 3)),
+            ("p99 ms", 'r', &|(_, s)| f(s.p99_ms, 3)),
+            ("max ms", 'r', &|(_, s)| f(s.max_ms, 3)),
+            ("p99 from actual send ms", 'r', &|(k, _)| {
+                f(l.service_by_status.get(*k).map_or(0.0, |s| s.p99_ms), 3)
+            }),
+        ],
+    );
+    if l.dropped > 0 {
+        let _ = write!(
+            outcomes,
+            "\n| not sent (client's in-flight cap) | {} |  |  |  |  |  |",
+            l.dropped
+        );
+    }
+    let empty = LatencySummary::default();
+    let refused = l.latency_by_status.get("http_429").unwrap_or(&empty);
+    let admitted = l.latency_by_status.get("http_200").unwrap_or(&empty);
+    let unanswered = unanswered(l);
+    let shed = |k: &String| k.starts_with("http_") && !LOAD_SHEDDING.contains(&k.as_str());
+    let other_http: u64 = l
+        .errors
+        .iter()
+        .filter(|(k, _)| shed(k))
+        .map(|(_, n)| n)
+        .sum();
+    let server_p99 = server_p99_ms(l);
+    // What `latency_target_ms` governs: the server's queue + compute time.
+    let server_met = yes_no(admitted.count > 0 && server_p99.is_some_and(|p| p <= t));
+    let wire = l
+        .service_by_status
+        .get("http_429")
+        .map_or(f64::INFINITY, |s| s.p99_ms);
+    let wire_met = yes_no(refused.count > 0 && wire < 5.0);
+    let e2e_met = yes_no(admitted.count > 0 && admitted.p99_ms <= t);
+    let growth = m.rss_after_kib as f64 - m.rss_before_kib as f64;
+    let (before, after) = (mib(m.rss_before_kib), mib(m.rss_after_kib));
+    o.put(&[
+        ("o.unanswered", unanswered.to_string()),
+        ("o.other", other_http.to_string()),
+        (
+            "o.answered",
+            yes_no(unanswered == 0 && other_http == 0).into(),
+        ),
+        ("o.wire", f(wire, 3)),
+        ("o.refused", f(refused.p99_ms, 3)),
+        ("o.wire_ok", wire_met.into()),
+        ("o.server", opt(server_p99, 3)),
+        ("o.server_ok", server_met.into()),
+        ("o.e2e", f(admitted.p99_ms, 3)),
+        ("o.e2e_ok", e2e_met.into()),
+        ("o.before", f(before, 1)),
+        ("o.after", f(after, 1)),
+        ("o.growth", format!("{growth:+.0}")),
+        ("o.peak", f(mib(m.rss_peak_kib), 1)),
+    ]);
+    o.set("overload", outcomes);
+    let mut shed_head = String::new();
+    if let Some(shed) = ov.shed.as_ref().and_then(|r| r.levels.first()) {
+        let shed_p99 = server_p99_ms(shed);
+        let shed_met = yes_no(shed.ok > 0 && shed_p99.is_some_and(|p| p <= t));
+        let rows = [
+            admission_row(&format!("`max_queue_size = {q}`"), l),
+            admission_row("`shed_beyond_target = true`", shed),
+        ];
+        let head = "admission | 200 answered/s | 429 share | 429 p99 on the wire ms | admitted p50 / p99 in the server ms | admitted p99 end to end ms | unanswered";
+        o.set("shedding", table(head, "lrrrrrr", &rows));
+        let bound = m.shed_max_queue_size.to_string();
+        o.put(&[
+            ("s.bound", bound),
+            ("s.p99", opt(shed_p99, 3)),
+            ("s.ok", shed_met.into()),
+        ]);
+        shed_head = format!(" With `shed_beyond_target` instead of the small queue: admitted p99 in the server {} ms (≤ {t} ms: {shed_met}).", opt(shed_p99, 1));
+    }
+    o.heads.push(format!(
+        "Overload at {:.1}× capacity: 429 p99 **{wire:.2} ms** on the wire (< 5 ms: {wire_met}; {:.1} ms from the intended send), admitted p99 in the server **{} ms** (≤ {t} ms: {server_met}; end to end {:.1} ms: {e2e_met}), {unanswered} unanswered, RSS {before:.0} → {after:.0} MiB.{shed_head}",
+        div(l.achieved_rate, m.capacity_rps), refused.p99_ms, opt(server_p99, 3), admitted.p99_ms,
+    ));
+}
 
 const BUSY: &str = "convoy_device_busy_ratio";
 const PADDING: &str = "convoy_batch_padding_ratio";
 const BATCH: &str = "convoy_batch_size_rows";
 
-fn stage_cells(l: &ClosedLevel) -> String {
-    ["pre_us", "queue_us", "infer_us", "post_us"]
+/// The series of metric `name` of kind `kind`.
+fn series<'a>(
+    metrics: &'a BTreeMap<String, MetricFigure>,
+    name: &'a str,
+    kind: &'a str,
+) -> impl Iterator<Item = &'a MetricFigure> {
+    metrics
         .iter()
-        .map(|k| ms_of_us(l.server_timing.get(*k), |v| v.mean))
-        .collect::<Vec<_>>()
-        .join(" | ")
+        .filter(move |(s, f)| crate::prom::metric_name(s) == name && f.kind == kind)
+        .map(|(_, f)| f)
 }
 
-fn opt(v: Option<f64>, digits: usize) -> String {
-    v.map_or_else(|| "–".into(), |v| format!("{v:.digits$}"))
+/// Mean of the gauge series of `name` (averaged over instances), if scraped.
+fn gauge_mean(metrics: &BTreeMap<String, MetricFigure>, name: &str) -> Option<f64> {
+    let v: Vec<f64> = series(metrics, name, "gauge").map(|f| f.mean).collect();
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
 
-pub fn pipelines(out: &mut String, x: &Extra) -> Vec<String> {
-    let mut heads = Vec::new();
-    out.push_str("\n## Pipelines: text embeddings and image classification\n");
-    let Some(p) = &x.pipelines else {
-        out.push('\n');
-        not_run(out, x.quick);
-        return heads;
-    };
-    out.push_str("\n### MiniLM, `POST /v1/embeddings`\n\n");
+/// Δsum/Δcount of histogram `name` over all its series, if any observation was made.
+fn histogram_mean(metrics: &BTreeMap<String, MetricFigure>, name: &str) -> Option<f64> {
+    let (sum, n) = series(metrics, name, "histogram").fold((0.0, 0u64), |(s, n), f| {
+        (s + f.sum.unwrap_or(0.0), n + f.samples)
+    });
+    (n > 0).then(|| sum / n as f64)
+}
+
+/// Latency and the mean stage times (ms) of a pipeline level.
+fn stage_cells(l: &ClosedLevel) -> Vec<String> {
+    let [_, p50, p99] = perf(l, true);
+    let mut cells = row![l.concurrency, f(l.rows_per_s, 0), p50, p99];
+    let stage = |k| opt(l.server_timing.get(k).map(|v| v.mean / 1000.0), 3);
+    cells.extend(["pre_us", "queue_us", "infer_us", "post_us"].map(stage));
+    cells.push(opt(histogram_mean(&l.metrics, BATCH), 1));
+    cells
+}
+
+fn pipelines(o: &mut Filled, x: &Extra) {
+    let Some(p) = &x.pipelines else { return };
+    o.set("pipelines", "");
     if p.minilm.is_empty() {
-        let _ = writeln!(out, "Skipped: {}.", p.manifest.minilm);
+        o.set("minilm.absent", format!("Skipped: {}.", p.manifest.minilm));
     } else {
-        out.push_str(
-            "Closed loop, one text per request. `short`: a one-sentence text (8 such \
-             bodies, sent in turn). `mixed`: 8 bodies of 1 to ~100 words (up to ~140 \
-             tokens) sent in turn, so every batch mixes lengths; that traffic is run with \
-             length bucketing on and off. Stage times are the means of the response headers \
-             (`x-convoy-pre-us`, `-queue-us`, `-infer-us`, `-post-us`); batch rows, padding \
-             (share of a batch's token slots that are padding, Δsum/Δcount of \
-             `convoy_batch_padding_ratio`) and device busy (`convoy_device_busy_ratio`, \
-             averaged over the window's one-second samples) are scraped from `/metrics` \
-             during each measured window.\n\n\
-             | body | bucketing | c | texts/s | p50 ms | p99 ms | pre ms | queue ms | \
-             infer ms | post ms | batch rows | padding | device busy |\n\
-             |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-        );
+        let mut rows = Vec::new();
         for (body, bucketing, r) in &p.minilm {
             for l in &r.levels {
-                let _ = writeln!(
-                    out,
-                    "| {body} | {bucketing} | {} | {:.0} | {:.3} | {:.3} | {} | {} | {} | {} |",
-                    l.concurrency,
-                    l.rows_per_s,
-                    l.latency.p50_ms,
-                    l.latency.p99_ms,
-                    stage_cells(l),
-                    opt(histogram_mean(&l.metrics, BATCH), 1),
-                    histogram_mean(&l.metrics, PADDING)
-                        .map_or_else(|| "–".into(), |v| format!("{:.1} %", v * 100.0)),
-                    opt(gauge_mean(&l.metrics, BUSY), 2),
-                );
+                let mut cells = row![body, bucketing];
+                cells.extend(stage_cells(l));
+                let pad = histogram_mean(&l.metrics, PADDING);
+                cells.push(pad.map_or_else(|| "–".into(), |v| format!("{:.1} %", v * 100.0)));
+                cells.push(opt(gauge_mean(&l.metrics, BUSY), 2));
+                rows.push(cells);
             }
         }
-        plot_link(
-            out,
-            x,
-            "minilm",
-            "MiniLM: requests/s (one text each) vs concurrency, short and mixed lengths",
-        );
-        if let Some((_, _, short)) = p.minilm.iter().find(|(b, _, _)| b == "short") {
-            if let Some(busy) = top(short).and_then(|l| gauge_mean(&l.metrics, BUSY)) {
-                let line = format!(
-                    "MiniLM device busy at c={} (short texts): **{busy:.2}** (target ≥ 0.9: {})",
-                    top(short).map_or(0, |l| l.concurrency),
-                    yes_no(busy >= 0.9)
-                );
-                let _ = writeln!(out, "\n{line}.");
-                heads.push(format!("{line}."));
-            }
-        }
-        let pad = |label: &str| {
-            p.minilm
+        let head = "body | bucketing | c | texts/s | p50 ms | p99 ms | pre ms | queue ms | infer ms | post ms | batch rows | padding | device busy";
+        o.set("minilm", table(head, "llrrrrrrrrrrr", &rows));
+        let alt = "MiniLM: requests/s (one text each) vs concurrency, short and mixed lengths";
+        o.plot(x, "minilm", "minilm", alt);
+        let run = |body: &str, bucketing: Option<&str>| {
+            let found = p
+                .minilm
                 .iter()
-                .find(|(b, k, _)| b == "mixed" && k == label)
-                .and_then(|(_, _, r)| top(r))
-                .and_then(|l| histogram_mean(&l.metrics, PADDING).map(|v| (l, v)))
+                .find(|(b, k, _)| b == body && bucketing.is_none_or(|w| k == w));
+            found.and_then(|(_, _, r)| top(r))
         };
+        let mut lines = Vec::new();
+        if let Some((l, busy)) =
+            run("short", None).and_then(|l| Some((l, gauge_mean(&l.metrics, BUSY)?)))
+        {
+            lines.push(format!(
+                "MiniLM device busy at c={} (short texts): **{busy:.2}** (target ≥ 0.9: {}).",
+                l.concurrency,
+                yes_no(busy >= 0.9)
+            ));
+        }
+        let pad =
+            |k| run("mixed", Some(k)).and_then(|l| Some((l, histogram_mean(&l.metrics, PADDING)?)));
         if let (Some((on_l, on)), Some((off_l, off))) = (pad("on"), pad("off")) {
-            let line = format!(
-                "MiniLM padding at c={} with mixed lengths: **{:.1} %** of token slots with \
-                 bucketing vs **{:.1} %** without; throughput {:.0} vs {:.0} texts/s ({})",
-                on_l.concurrency,
-                on * 100.0,
-                off * 100.0,
-                on_l.rows_per_s,
-                off_l.rows_per_s,
-                crate::render::ratio(on_l.rows_per_s, off_l.rows_per_s)
-            );
-            let _ = writeln!(out, "\n{line}.");
-            heads.push(format!("{line}."));
+            lines.push(format!(
+                "MiniLM padding at c={} with mixed lengths: **{:.1} %** of token slots with bucketing vs **{:.1} %** without; throughput {:.0} vs {:.0} texts/s ({}).",
+                on_l.concurrency, on * 100.0, off * 100.0, on_l.rows_per_s, off_l.rows_per_s, ratio(on_l.rows_per_s, off_l.rows_per_s)
+            ));
+        }
+        for line in lines {
+            let _ = write!(o.values.get_mut("minilm").expect("set above"), "\n\n{line}");
+            o.heads.push(line);
         }
     }
-    out.push_str("\n### EfficientNet-Lite0, `POST /v1/models/efficientnet_lite0/classify`\n\n");
-    match &p.efficientnet {
-        None => {
-            let _ = writeln!(out, "Skipped: {}.", p.manifest.efficientnet);
-        }
-        Some(r) => {
-            let _ = write!(
-                out,
-                "Closed loop, the raw PNG as the body (`content-type: image/png`, {}): \
-                 decode, resize, crop and normalise on the pre-processing pool, then the \
-                 batcher.\n\n\
-                 | c | images/s | p50 ms | p99 ms | pre ms | queue ms | infer ms | post ms | \
-                 batch rows | device busy |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-                p.manifest.sample
-            );
-            for l in &r.levels {
-                let _ = writeln!(
-                    out,
-                    "| {} | {:.0} | {:.3} | {:.3} | {} | {} | {} |",
-                    l.concurrency,
-                    l.rows_per_s,
-                    l.latency.p50_ms,
-                    l.latency.p99_ms,
-                    stage_cells(l),
-                    opt(histogram_mean(&l.metrics, BATCH), 1),
-                    opt(gauge_mean(&l.metrics, BUSY), 2),
-                );
-            }
-            if let Some(l) = top(r) {
-                heads.push(format!(
-                    "EfficientNet classify (raw PNG) at c={}: {:.0} images/s, p99 {:.1} ms.",
-                    l.concurrency, l.rows_per_s, l.latency.p99_ms
-                ));
-            }
-        }
+    let Some(r) = &p.efficientnet else {
+        return o.set(
+            "efficientnet.absent",
+            format!("Skipped: {}.", p.manifest.efficientnet),
+        );
+    };
+    let rows: Vec<_> = r
+        .levels
+        .iter()
+        .map(|l| [stage_cells(l), row![opt(gauge_mean(&l.metrics, BUSY), 2)]].concat())
+        .collect();
+    let head = "c | images/s | p50 ms | p99 ms | pre ms | queue ms | infer ms | post ms | batch rows | device busy";
+    let md = format!(
+        "Image: {}.\n\n{}",
+        p.manifest.sample,
+        table(head, "rrrrrrrrrr", &rows)
+    );
+    o.set("efficientnet", md);
+    if let Some(l) = top(r) {
+        o.heads.push(format!(
+            "EfficientNet classify (raw PNG) at c={}: {:.0} images/s, p99 {:.1} ms.",
+            l.concurrency, l.rows_per_s, l.latency.p99_ms
+        ));
     }
-    heads
 }
 
-// --- sanity ----------------------------------------------------------------------------
+// --- sanity -------------------------------------------------------------------------
 
 fn closed_problems(name: &str, r: &ClosedReport, out: &mut Vec<String>) {
     for l in &r.levels {
@@ -990,7 +1164,7 @@ fn closed_problems(name: &str, r: &ClosedReport, out: &mut Vec<String>) {
             out.push(format!(
                 "{name} c={}: errors {}",
                 l.concurrency,
-                crate::stats::format_errors(&l.errors)
+                format_errors(&l.errors)
             ));
         }
     }
@@ -1014,7 +1188,7 @@ fn open_problems(name: &str, r: &OpenReport, shedding_ok: bool, out: &mut Vec<St
             out.push(format!(
                 "{name} rate={:.0}: unexpected errors {}",
                 l.target_rate,
-                crate::stats::format_errors(&unexpected)
+                format_errors(&unexpected)
             ));
         }
     }
@@ -1068,285 +1242,215 @@ pub fn problems(batched: &ClosedReport, unbatched: &ClosedReport, x: &Extra) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::{closed, closed_level, lat, open, open_level, patched, vs};
+    use serde_json::json;
 
-    fn summary(p50: f64, p99: f64, count: u64) -> LatencySummary {
-        LatencySummary {
-            count,
-            mean_ms: p50,
-            p50_ms: p50,
-            p90_ms: p99,
-            p99_ms: p99,
-            max_ms: p99 * 2.0,
-        }
+    /// A closed level with a batch of 32 rows, 50 µs of compute, 200 µs in the server.
+    fn lvl(c: usize, rps: f64) -> ClosedLevel {
+        let timing = json!({"compute_us": vs(50.0, 80.0), "batch_rows": vs(32.0, 64.0), SERVER_TOTAL: vs(200.0, 300.0)});
+        closed_level(
+            json!({"concurrency": c, "requests_per_s": rps, "rows_per_s": rps,
+            "ok": (rps * 10.0) as u64, "client_cpu_pct": 40.0, "server_timing": timing}),
+        )
     }
 
-    fn values(mean: f64, p99: f64) -> ValueSummary {
-        ValueSummary {
-            count: 10,
-            mean,
-            p50: mean,
-            p90: p99,
-            p99,
-            max: p99,
-        }
+    /// An open level at `rps` with end-to-end p99 `p99` ms and server p99 `server_us` µs.
+    fn olvl(rps: f64, p99: f64, server_us: f64) -> OpenLevel {
+        let timing = json!({SERVER_TOTAL: vs(500.0, server_us), "batch_rows": vs(12.5, 20.0)});
+        open_level(
+            json!({"target_rate": rps, "achieved_rate": rps, "requests_per_s": rps,
+            "rows_per_s": rps, "latency": lat(1.0, p99, 1000), "server_timing": timing}),
+        )
     }
 
-    fn closed_level(c: usize, rps: f64) -> ClosedLevel {
-        ClosedLevel {
-            concurrency: c,
-            warmup_s: 1.0,
-            duration_s: 10.0,
-            ok: (rps * 10.0) as u64,
-            error_total: 0,
-            errors: BTreeMap::new(),
-            requests_per_s: rps,
-            rows_per_s: rps,
-            latency: summary(1.0, 2.0, 10),
-            client_cpu_pct: None,
-            latency_by_status: BTreeMap::new(),
-            server_timing: [
-                ("compute_us".to_string(), values(50.0, 80.0)),
-                ("batch_rows".to_string(), values(32.0, 64.0)),
-            ]
-            .into_iter()
-            .collect(),
-            metrics: BTreeMap::new(),
-            slice_rps: Vec::new(),
+    fn inputs(extra: Extra) -> ReportInputs {
+        let ceiling = |b: usize, rows: f64| {
+            json!({"batch_size": b, "duration_s": 1.0, "runs": 1,
+            "runs_per_s": rows / b as f64, "rows_per_s": rows, "latency": lat(0.004, 0.004, 1)})
+        };
+        let ceiling = json!({"mode": "ceiling", "model": "m.onnx", "ort_lib": "lib.so",
+            "intra_threads": 1, "features": 10, "reference_max_abs_err": 1e-7,
+            "levels": [ceiling(1, 100_000.0), ceiling(64, 2_000_000.0)]});
+        let mut b1 = lvl(1, 1000.0);
+        b1.latency.p50_ms = 0.25;
+        let machine = json!({"logical_cpus": 2, "cpu_model": "Test CPU", "memory": "8.0 GiB", "kernel": "6.0"});
+        let stats = r#"{"model_stats":[{"execution_count":4,"inference_count":10}]}"#;
+        ReportInputs {
+            machine: patched(machine, json!({})),
+            commit: "abc1234".into(),
+            date: "2025-01-01".into(),
+            rustc: "rustc 1.95.0".into(),
+            ort_version: "1.31.1".into(),
+            raw_dir: "results".into(),
+            wall_s: Some(600.0),
+            loadavg: ("0.10 0.20 0.30".into(), "1.00 0.50 0.40".into()),
+            batched: closed(vec![b1, lvl(64, 20000.0)]),
+            unbatched: closed(vec![lvl(1, 1000.0), lvl(64, 5000.0)]),
+            ceiling: patched(ceiling, json!({})),
+            stats: vec![("batched".into(), "stats-batched.json".into(), stats.into())],
+            configs: vec![("batched".into(), "max_batch_size = 64\n".into())],
+            extra,
         }
     }
 
     #[test]
-    fn wire_compares_binary_with_json_per_level() {
-        let rows = |mut r: ClosedReport| {
-            r.rows_per_request = 64;
-            for l in &mut r.levels {
-                l.rows_per_s = l.requests_per_s * 64.0;
-            }
-            r
-        };
-        let x = Extra {
-            wire: Some((
-                rows(closed(vec![
-                    closed_level(1, 1000.0),
-                    closed_level(16, 2000.0),
-                ])),
-                rows(closed(vec![
-                    closed_level(1, 1200.0),
-                    closed_level(16, 3000.0),
-                ])),
-            )),
-            ..Extra::default()
-        };
-        let mut md = String::new();
-        let head = wire(&mut md, &x).unwrap();
-        assert!(md.contains("with 64 rows per request"), "{md}");
-        assert!(md.contains("then 2560 bytes of little-endian"));
-        assert!(
-            md.contains("| 16 | 128000 | 1.000 | 2.000 | 192000 | 1.000 | 2.000 | **1.50×** |"),
-            "{md}"
-        );
+    fn fill_substitutes_keeps_or_replaces_blocks_and_rejects_unknown_keys() {
+        let v: BTreeMap<String, String> = [("a", "1"), ("b", "2"), ("c.absent", "why")]
+            .map(|(k, v)| (k.into(), v.into()))
+            .into();
         assert_eq!(
-            head,
-            "v2 binary tensors vs JSON, 64-row requests at c=16: **1.50×** the rows/s (192000 vs 128000)."
+            fill("x {{a}}\n{{#b}}\nb={{b}}\n{{/b}}\nend", &v, "-").unwrap(),
+            "x 1\nb=2\nend"
         );
-        let mut md = String::new();
-        assert!(wire(&mut md, &Extra::default()).is_none());
-        assert!(md.contains("Not measured in this run."));
-    }
-
-    fn closed(levels: Vec<ClosedLevel>) -> ClosedReport {
-        ClosedReport {
-            mode: "closed".into(),
-            url: "http://x/".into(),
-            rows_per_request: 1,
-            client_threads: 1,
-            levels,
-        }
-    }
-
-    fn open_level(rps: f64, p99: f64, server_p99_us: f64) -> OpenLevel {
-        // (The section's own `open_level` picks a level; this builds one.)
-        OpenLevel {
-            target_rate: rps,
-            warmup_s: 1.0,
-            duration_s: 10.0,
-            scheduled: 1000,
-            dropped: 0,
-            sent: 1000,
-            achieved_rate: rps,
-            ok: 1000,
-            error_total: 0,
-            errors: BTreeMap::new(),
-            elapsed_s: 10.0,
-            requests_per_s: rps,
-            rows_per_s: rps,
-            latency: summary(1.0, p99, 1000),
-            send_lag: LatencySummary::default(),
-            connection_wait: LatencySummary::default(),
-            client_cpu_pct: None,
-            latency_by_status: BTreeMap::new(),
-            service_by_status: BTreeMap::new(),
-            server_timing: [
-                (
-                    crate::stats::SERVER_TOTAL.to_string(),
-                    values(500.0, server_p99_us),
-                ),
-                ("batch_rows".to_string(), values(12.5, 20.0)),
-            ]
-            .into_iter()
-            .collect(),
-        }
-    }
-
-    fn open(level: OpenLevel) -> OpenReport {
-        OpenReport {
-            mode: "open".into(),
-            url: "http://x/".into(),
-            rows_per_request: 1,
-            client_threads: 1,
-            max_in_flight: 4096,
-            connections: 256,
-            levels: vec![level],
-        }
+        let blocks = "{{#c}}\n{{c}}\n{{/c}}\n{{#d}}\n{{d}}\n{{/d}}\n";
+        assert_eq!(fill(blocks, &v, "-").unwrap(), "why\n-\n");
+        assert_eq!(fill("{{zz}}", &v, "-").unwrap_err(), "no value for {{zz}}");
+        assert!(fill("{{#a}} no end", &v, "-").is_err());
     }
 
     #[test]
-    fn instances_compare_by_concurrency_and_explain_the_default() {
-        let one = closed(vec![closed_level(1, 1000.0), closed_level(64, 20000.0)]);
-        let two = closed(vec![closed_level(1, 900.0), closed_level(64, 19000.0)]);
-        let x = Extra {
-            instances: Some((one, two)),
-            ..Extra::default()
-        };
-        let mut md = String::new();
-        let head = instances(&mut md, &x).unwrap();
-        assert!(
-            md.contains("| 64 | 20000 | 1.000 | 2.000 | 19000 | 1.000 | 2.000 | **0.95×** |"),
-            "{md}"
-        );
-        assert!(md.contains("The default therefore stays at 1 instance on CPU"));
-        assert!(md.contains("a batch of 32 rows costs 50 µs"));
-        assert!(head.contains("**0.95×**"));
-        let faster = closed(vec![closed_level(64, 26000.0)]);
-        let x = Extra {
-            instances: Some((closed(vec![closed_level(64, 20000.0)]), faster)),
-            ..Extra::default()
-        };
-        let mut md = String::new();
-        instances(&mut md, &x).unwrap();
-        assert!(md.contains("gives 1.30× the throughput"));
-        assert!(md.contains("The default stays at 1 instance on CPU** all the same"));
-    }
-
-    #[test]
-    fn missing_sections_say_why() {
-        let mut md = String::new();
-        let x = Extra {
+    fn renders_batching_ceiling_and_overhead_and_marks_sections_not_run() {
+        let md = render(&inputs(Extra::default()));
+        assert!(!md.contains("{{"), "{md}");
+        for want in [
+            "| 64 | **batched / unbatched** | **4.00×** | **4.00×** | 1.00× | 1.00× |  |  |",
+            "- Dynamic batching vs max_batch_size = 1 at c=64: **4.00×** throughput (20000 vs 5000 req/s)",
+            "| best batched rows/s over the ceiling's | **1.0 %**: 20000 (c=64) / 2000000 (batch 64) = 0.010× | ≥ 0.9× | **not met** |",
+            // c=1: 0.25 ms against 0.004 ms is +246 µs, 200 of them inside the server.
+            "| 0.250 ms vs 0.004 ms, +246 µs | ≤ +150 µs | **not met** |",
+            "| – µs, 50 µs, 200 µs; ~46 µs |",
+            "| unbatched server / ceiling at batch 1 | 5.0 % (5000 vs 100000 rows/s) |",
+            "| batched | 4 | 10 | 2.50 | n/a | n/a |",
+            "## Instances: one device worker vs two (closed loop)\n\nNot measured in this run.\n",
+        ] {
+            assert!(md.contains(want), "{want:?} not in {md}");
+        }
+        let quick = render(&inputs(Extra {
             quick: true,
             ..Extra::default()
-        };
-        assert!(metrics_cost(&mut md, &x).is_none());
-        assert!(md.contains("Not run in `--quick` mode."));
+        }));
+        assert!(quick.contains("## Cost of recording metrics\n\nNot run in `--quick` mode.\n"));
+        assert!(quick.contains("(`loadtests/peers.sh --quick` is the peers' smoke run)"));
     }
 
-    fn sliced(rps: &[f64]) -> ClosedReport {
-        let total: f64 = rps.iter().sum::<f64>() / rps.len() as f64;
-        let mut l = closed_level(64, total);
-        l.slice_rps = rps.to_vec();
-        closed(vec![l])
+    #[test]
+    fn instances_and_wire_compare_by_concurrency() {
+        let rows64 = |mut l: ClosedLevel| {
+            l.rows_per_s = l.requests_per_s * 64.0;
+            ClosedReport {
+                rows_per_request: 64,
+                ..closed(vec![l])
+            }
+        };
+        let x = Extra {
+            instances: Some((
+                closed(vec![lvl(64, 20000.0)]),
+                closed(vec![lvl(16, 1.0), lvl(64, 19000.0)]),
+            )),
+            wire: Some((rows64(lvl(16, 2000.0)), rows64(lvl(16, 3000.0)))),
+            ..Extra::default()
+        };
+        let mut o = Filled::default();
+        instances(&mut o, &x);
+        wire(&mut o, &x);
+        let inst = &o.values["instances"];
+        assert!(
+            inst.contains("| 64 | 20000 | 1.000 | 2.000 | 19000 | 1.000 | 2.000 | **0.95×** |"),
+            "{inst}"
+        );
+        assert!(
+            !inst.contains("| 16 |"),
+            "no count = 1 level to compare with"
+        );
+        assert_eq!(o.values["i.batch"], "32 rows: 50 µs");
+        assert!(o.values["wire"]
+            .contains("| 16 | 128000 | 1.000 | 2.000 | 192000 | 1.000 | 2.000 | **1.50×** |"));
+        assert_eq!(o.heads[1], "v2 binary tensors vs JSON, 64-row requests at c=16: **1.50×** the rows/s (192000 vs 128000).");
+    }
+
+    fn metrics_head(on: &[f64], rss: Option<MetricsRss>) -> Filled {
+        let sliced = |rps: &[f64]| {
+            let mut l = lvl(64, rps.iter().sum::<f64>() / rps.len() as f64);
+            l.slice_rps = rps.to_vec();
+            closed(vec![l])
+        };
+        let x = Extra {
+            metrics_cost: Some((sliced(on), sliced(&[10000.0; 4]))),
+            metrics_rss: rss,
+            ..Extra::default()
+        };
+        let mut o = Filled::default();
+        metrics_cost(&mut o, &x);
+        o
     }
 
     #[test]
     fn metrics_cost_pairs_rounds_and_bounds_the_cost() {
-        let x = Extra {
-            metrics_cost: Some((
-                sliced(&[9900.0, 10100.0, 10000.0, 10000.0]),
-                sliced(&[10000.0, 10000.0, 10000.0, 10000.0]),
-            )),
-            ..Extra::default()
-        };
-        let mut md = String::new();
-        let head = metrics_cost(&mut md, &x).unwrap();
+        let o = metrics_head(&[9900.0, 10100.0, 10000.0, 10000.0], None);
+        let (md, head) = (&o.values["metrics"], &o.heads[0]);
         assert!(
-            md.contains("| 1 | on, off | 9900 | 10000 | 0.99× |"),
+            md.contains("| 2 | off, on | 10100 | 10000 | 1.01× |"),
             "{md}"
         );
-        assert!(md.contains("| 2 | off, on | 10100 | 10000 | 1.01× |"));
-        assert!(md.contains(
-            "| **all** | | **10000** (p99 2.000 ms) | **10000** (p99 2.000 ms) | **1.000** |"
-        ));
-        assert!(md.contains("Recording cost: 0.0 % of throughput"));
+        let all =
+            "| **all** |  | **10000** (p99 2.000 ms) | **10000** (p99 2.000 ms) | **1.000** |";
+        assert!(md.contains(all), "{md}");
         // Ratios .99, 1.01, 1, 1: sd 0.00816, 2 SE = 0.00816.
-        assert!(md.contains("mean ratio 1.000 ± 0.008"), "{md}");
-        assert!(head.contains("target < 2 %: met"), "{head}");
-        let noisy = Extra {
-            metrics_cost: Some((
-                sliced(&[7000.0, 10000.0, 10000.0, 13000.0]),
-                sliced(&[10000.0, 10000.0, 10000.0, 10000.0]),
-            )),
-            ..Extra::default()
+        let v = |k: &str| o.values[k].as_str();
+        assert_eq!(
+            [v("m.mean"), v("m.half"), v("m.lo"), v("m.hi")],
+            ["1.000", "0.008", "-0.8", "0.8"]
+        );
+        assert!(head.contains("target < 2 %: met)"), "{head}");
+        assert!(!o.values.contains_key("m.rss"));
+        let o = metrics_head(&[7000.0, 10000.0, 10000.0, 13000.0], None);
+        assert!(
+            o.heads[0].contains("not resolved by this run"),
+            "{}",
+            o.heads[0]
+        );
+        let rss = MetricsRss {
+            on_before_kib: 10240,
+            on_after_kib: 30720,
+            off_before_kib: 10240,
+            off_after_kib: 11264,
         };
-        let head = metrics_cost(&mut String::new(), &noisy).unwrap();
-        assert!(head.contains("not resolved by this run"), "{head}");
-        let with_rss = Extra {
-            metrics_rss: Some(MetricsRss {
-                on_before_kib: 10240,
-                on_after_kib: 30720,
-                off_before_kib: 10240,
-                off_after_kib: 11264,
-            }),
-            ..noisy
-        };
-        let mut md = String::new();
-        let head = metrics_cost(&mut md, &with_rss).unwrap();
-        assert!(md.contains("from 10.0 to 30.0 MiB (**+20.0 MiB**"), "{md}");
-        assert!(md.contains("from 10.0 to 11.0 MiB (+1.0 MiB)"));
-        assert!(head.contains("Unscraped, its RSS grew +20.0 MiB over the section vs +1.0 MiB"));
-        let slow = Extra {
-            metrics_cost: Some((
-                sliced(&[9000.0, 9000.0, 9100.0, 8900.0]),
-                sliced(&[10000.0, 10000.0, 10000.0, 10000.0]),
-            )),
-            ..Extra::default()
-        };
-        let head = metrics_cost(&mut String::new(), &slow).unwrap();
+        let o = metrics_head(&[9000.0, 9000.0, 9100.0, 8900.0], Some(rss));
+        let head = &o.heads[0];
         assert!(head.contains("target < 2 %: **not met**"), "{head}");
+        // +20 MiB over the 90000 requests served (10 s at 9000 req/s).
+        let v = |k: &str| o.values[k].as_str();
+        assert_eq!(
+            [v("m.on_b"), v("m.on_a"), v("m.on_g"), v("m.per_req")],
+            ["10.0", "30.0", "+20.0", "233"]
+        );
+        assert!(head.ends_with("RSS grew +20.0 MiB over the section vs +1.0 MiB without metrics."));
     }
 
     fn slo_fixture(target_p99: f64, target_rps: f64) -> Slo {
         let two = |l: OpenLevel| {
-            let mut r = open(l.clone());
-            let mut half = l;
-            half.target_rate /= 2.0;
-            half.requests_per_s /= 2.0;
-            half.dropped = 5;
-            r.levels.push(half);
-            r
+            let mut half = l.clone();
+            (half.target_rate, half.requests_per_s, half.dropped) =
+                (l.target_rate / 2.0, l.requests_per_s / 2.0, 5);
+            open(vec![l, half])
         };
+        let manifest = json!({"model": "mlp", "capacity_rps": 10000.0, "capacity_source": "measured",
+            "fractions": [0.8, 0.4], "rates": [8000.0, 4000.0], "target_ms": 5.0, "delays_us": [0, 5000],
+            "target_why": "Because.", "rounds": 4});
         Slo {
-            manifest: SloManifest {
-                model: "mlp".into(),
-                capacity_rps: 10000.0,
-                capacity_source: String::new(),
-                fractions: vec![0.8, 0.4],
-                rates: vec![8000.0, 4000.0],
-                target_ms: 5.0,
-                delays_us: vec![0, 1000, 5000],
-                target_why: "Because.".into(),
-                rounds: 4,
-            },
+            manifest: patched(manifest, json!({})),
             runs: vec![
                 (
                     "max_queue_delay_us = 0".into(),
-                    two(open_level(7990.0, 3.0, 900.0)),
+                    two(olvl(7990.0, 3.0, 900.0)),
                 ),
                 (
                     "max_queue_delay_us = 5000".into(),
-                    two(open_level(8000.0, 9.0, 5200.0)),
+                    two(olvl(8000.0, 9.0, 5200.0)),
                 ),
                 (
                     "latency_target_ms = 5".into(),
-                    two(open_level(target_rps, target_p99, 4800.0)),
+                    two(olvl(target_rps, target_p99, 4800.0)),
                 ),
             ],
         }
@@ -1354,248 +1458,189 @@ mod tests {
 
     #[test]
     fn slo_verdict_checks_p99_and_throughput_against_best_fixed() {
-        let mut md = String::new();
-        let heads = slo(&mut md, &slo_fixture(4.0, 7995.0), false);
-        assert_eq!(heads.len(), 2);
+        let mut o = Filled::default();
+        slo(&mut o, &slo_fixture(4.0, 7995.0), &Extra::default());
+        let md = &o.values["slo"];
         assert!(
-            md.contains("Poisson arrivals at 80 % (8000 req/s) and 40 % (4000 req/s) of it"),
+            md.contains("| offered | 80 % (8000 req/s) and 40 % (4000 req/s) |"),
             "{md}"
         );
-        assert!(md.contains("### mlp at 80 % of capacity (8000 req/s)"));
-        assert!(md.contains(
-            "| latency_target_ms = 5 | 7995 | 7995 | 1.000 | 4.000 | 4.800 | 12.5 | 0.000 | 0 | 0 | yes |"
-        ), "{md}");
-        assert!(md.contains(
-            "| max_queue_delay_us = 5000 | 8000 | 8000 | 1.000 | 9.000 | 5.200 | 12.5 | 0.000 | 0 | 0 | no |"
-        ));
-        let h = &heads[0];
-        assert!(
-            h.starts_with("SLO window (mlp) at 80 % of capacity, **latency_target_ms = 5**"),
-            "{h}"
-        );
-        assert!(h.contains("end-to-end p99 4.000 ms (≤ T: met)"), "{h}");
-        assert!(h.contains("server-side p99 4.800 ms (≤ T: met)"));
-        assert!(h.contains("best fixed delay (max_queue_delay_us = 5000): 0.999×"));
-        assert!(h.contains("within 1 %: met"));
+        assert!(md.contains("| latency_target_ms = 5 | 7995 | 7995 | 1.000 | 4.000 | 4.800 | 12.5 | 0.000 | 0 | 0 | yes |"), "{md}");
+        assert!(md.contains("| max_queue_delay_us = 5000 | 8000 | 8000 | 1.000 | 9.000 | 5.200 | 12.5 | 0.000 | 0 | 0 | no |"));
+        let h = &o.heads[0];
+        assert!(h.starts_with("SLO window (mlp) at 80 % of capacity, **latency_target_ms = 5**: end-to-end p99 4.000 ms (≤ T: met), server-side p99 4.800 ms (≤ T: met)"), "{h}");
+        assert!(h.contains("best fixed delay (max_queue_delay_us = 5000): 0.999× (≥ best fixed, within 1 %: met)"), "{h}");
         assert!(!h.contains("saturated"));
         // The second load had drops: flagged as saturated.
-        assert!(heads[1].contains("The server was saturated at this load"));
-        let heads = slo(&mut String::new(), &slo_fixture(6.0, 7000.0), false);
-        assert!(heads[0].contains("(≤ T: **not met**)"));
-        assert!(heads[0].contains("within 1 %: **not met**"));
+        assert!(o.heads[1].contains("The server was saturated at this load"));
+        let mut o = Filled::default();
+        slo(&mut o, &slo_fixture(6.0, 7000.0), &Extra::default());
+        assert!(o.heads[0].contains("(≤ T: **not met**)"));
+        assert!(o.heads[0].contains("within 1 %: **not met**"));
     }
 
     fn overload_fixture() -> Overload {
-        let mut l = open_level(10000.0, 30.0, 1000.0);
-        l.ok = 2000;
-        l.error_total = 8000;
-        l.errors = [("http_429".to_string(), 8000)].into_iter().collect();
-        l.latency_by_status = [
-            ("http_200".to_string(), summary(20.0, 40.0, 2000)),
-            ("http_429".to_string(), summary(0.5, 1.5, 8000)),
-        ]
-        .into_iter()
-        .collect();
-        l.service_by_status = [
-            ("http_200".to_string(), summary(19.0, 38.0, 2000)),
-            ("http_429".to_string(), summary(0.4, 1.2, 8000)),
-        ]
-        .into_iter()
-        .collect();
-        l.sent = 10000;
-        l.achieved_rate = 10000.0;
+        let mut l = olvl(10000.0, 30.0, 1000.0);
+        (l.ok, l.error_total, l.sent) = (2000, 8000, 10000);
+        l.errors = [("http_429".to_string(), 8000)].into();
+        let by = |a: Value, b: Value| patched(json!({"http_200": a, "http_429": b}), json!({}));
+        l.latency_by_status = by(lat(20.0, 40.0, 2000), lat(0.5, 1.5, 8000));
+        l.service_by_status = by(lat(19.0, 38.0, 2000), lat(0.4, 1.2, 8000));
+        let manifest = json!({"capacity_rps": 2000.0, "multiple": 5.0, "rate": 10000.0, "timeout_s": 5.0,
+            "max_batch_size": 8, "max_queue_size": 32, "latency_target_ms": 50.0, "layers": 32, "width": 512,
+            "inputs": 16, "rows_per_request": 2, "rss_before_kib": 102400, "rss_after_kib": 103424,
+            "rss_peak_kib": 110000, "shed_max_queue_size": 1024});
         Overload {
-            manifest: OverloadManifest {
-                capacity_rps: 2000.0,
-                multiple: 5.0,
-                rate: 10000.0,
-                timeout_s: 5.0,
-                max_batch_size: 8,
-                max_queue_size: 32,
-                latency_target_ms: 50.0,
-                layers: 32,
-                width: 512,
-                inputs: 16,
-                rows_per_request: 2,
-                rss_before_kib: 102400,
-                rss_after_kib: 103424,
-                rss_peak_kib: 110000,
-                shed_max_queue_size: 0,
-            },
-            capacity: closed(vec![closed_level(16, 2000.0)]),
-            open: open(l),
+            manifest: patched(manifest, json!({})),
+            capacity: closed(vec![lvl(16, 2000.0)]),
+            open: open(vec![l]),
             shed: None,
         }
     }
 
-    #[test]
-    fn overload_reports_outcomes_targets_and_memory() {
-        let x = Extra {
-            overload: Some(overload_fixture()),
-            ..Extra::default()
-        };
-        let mut md = String::new();
-        let head = overload(&mut md, &x).unwrap();
-        assert!(
-            md.contains("| HTTP 429 | 8000 | 80.0 % | 0.500 | 1.500 | 3.000 |"),
-            "{md}"
-        );
-        assert!(md.contains("| HTTP 200 | 2000 | 20.0 % |"));
-        assert!(md.contains("= **5.0× capacity**"));
-        assert!(md.contains("Every request answered: met"));
-        assert!(
-            md.contains("429 latency p99: **1.200 ms** on the wire"),
-            "{md}"
-        );
-        assert!(md.contains("target < 5 ms: met); 1.500 ms from the intended send time"));
-        assert!(
-            md.contains("from the response headers: **1.000 ms** (target ≤ 50 ms: met)"),
-            "{md}"
-        );
-        assert!(md.contains("end to end from the intended send: 40.000 ms (≤ 50 ms: met)"));
-        assert!(
-            head.contains(
-                "admitted p99 in the server **1.000 ms** (≤ 50 ms: met; end to end 40.0 ms: met)"
-            ),
-            "{head}"
-        );
-        assert!(md.contains("100.0 MiB before the overload, 101.0 MiB after it (+1024 KiB)"));
-        assert!(
-            head.starts_with("Overload at 5.0× capacity: 429 p99 **1.20 ms** on the wire"),
-            "{head}"
-        );
-        // No shedding run (older results): no such subsection.
-        assert!(!md.contains("Shedding instead"));
-    }
+    use serde_json::Value;
 
     #[test]
-    fn overload_compares_shedding_with_the_small_queue() {
-        let mut o = overload_fixture();
-        o.manifest.shed_max_queue_size = 1024;
-        let mut l = o.open.levels[0].clone();
-        l.ok = 4000;
-        l.server_timing.insert(
-            crate::stats::SERVER_TOTAL.to_string(),
-            ValueSummary {
-                count: 4000,
-                mean: 45000.0,
-                p50: 46000.0,
-                p90: 49000.0,
-                p99: 52000.0,
-                max: 60000.0,
+    fn overload_reports_outcomes_targets_memory_and_shedding() {
+        let mut ov = overload_fixture();
+        let mut o = Filled::default();
+        overload(
+            &mut o,
+            &Extra {
+                overload: Some(ov.clone()),
+                ..Extra::default()
             },
         );
-        o.shed = Some(open(l));
-        let x = Extra {
-            overload: Some(o),
-            ..Extra::default()
-        };
-        let mut md = String::new();
-        let head = overload(&mut md, &x).unwrap();
-        assert!(md.contains("### Shedding instead of a small queue"), "{md}");
-        assert!(md.contains("(and a queue bound of 1024 rows)"), "{md}");
-        assert!(
-            md.contains("| `shed_beyond_target = true` | 400 | 80.0 % | 1.200 | 46.000 / 52.000 | 40.000 | 0 |"),
-            "{md}"
+        let md = &o.values["overload"];
+        let refused = "| HTTP 429 | 8000 | 80.0 % | 0.500 | 1.500 | 3.000 | 1.200 |";
+        assert!(md.contains(refused), "{md}");
+        let v = |k: &str| o.values[k].as_str();
+        let answered = [v("o.unanswered"), v("o.other"), v("o.answered")];
+        assert_eq!(answered, ["0", "0", "met"]);
+        let wire = [v("o.wire"), v("o.refused"), v("o.wire_ok")];
+        assert_eq!(wire, ["1.200", "1.500", "met"]);
+        assert_eq!([v("o.server"), v("o.server_ok")], ["1.000", "met"]);
+        let rss = [v("o.before"), v("o.after"), v("o.growth"), v("o.peak")];
+        assert_eq!(rss, ["100.0", "101.0", "+1024", "107.4"]);
+        // Sent at 10000 req/s, 5× the capacity.
+        assert_eq!(
+            (o.values["o.sent"].as_str(), o.values["o.x"].as_str()),
+            ("10000", "5.0")
         );
-        assert!(md.contains("| `max_queue_size = 32` | 200 |"), "{md}");
-        assert!(
-            md.contains("p99 in the server: **52.000 ms** (≤ 50 ms: **not met**)"),
-            "{md}"
+        assert!(o.heads[0].starts_with("Overload at 5.0× capacity: 429 p99 **1.20 ms** on the wire (< 5 ms: met; 1.5 ms from the intended send), admitted p99 in the server **1.000 ms** (≤ 50 ms: met; end to end 40.0 ms: met)"));
+        assert!(!o.values.contains_key("shedding"));
+        let mut l = ov.open.levels[0].clone();
+        l.ok = 4000;
+        l.server_timing = patched(json!({SERVER_TOTAL: vs(46000.0, 52000.0)}), json!({}));
+        ov.shed = Some(open(vec![l]));
+        let mut o = Filled::default();
+        overload(
+            &mut o,
+            &Extra {
+                overload: Some(ov),
+                ..Extra::default()
+            },
         );
-        assert!(
-            head.ends_with("instead of the small queue: admitted p99 in the server 52.0 ms (≤ 50 ms: **not met**)."),
-            "{head}"
+        let md = &o.values["shedding"];
+        assert!(md.contains("| `shed_beyond_target = true` | 400 | 80.0 % | 1.200 | 46.000 / 52.000 | 40.000 | 0 |"), "{md}");
+        assert!(md.contains("| `max_queue_size = 32` | 200 |"));
+        let v = |k: &str| o.values[k].as_str();
+        assert_eq!(
+            [v("s.bound"), v("s.p99"), v("s.ok")],
+            ["1024", "52.000", "**not met**"]
         );
+        assert!(o.heads[0].ends_with("admitted p99 in the server 52.0 ms (≤ 50 ms: **not met**)."));
     }
 
     #[test]
     fn pipelines_report_busy_padding_and_skips() {
-        let mut short = closed_level(64, 300.0);
-        short.metrics.insert(
-            "convoy_device_busy_ratio{model=\"minilm\",worker=\"0\"}".into(),
-            MetricFigure {
-                kind: "gauge".into(),
-                mean: 0.95,
-                min: Some(0.9),
-                max: Some(1.0),
-                samples: 8,
-                sum: None,
-            },
-        );
-        let padded = |mean: f64| {
-            let mut l = closed_level(64, 200.0);
-            l.metrics.insert(
-                "convoy_batch_padding_ratio{model=\"minilm\"}".into(),
-                MetricFigure {
-                    kind: "histogram".into(),
-                    mean,
-                    min: None,
-                    max: None,
-                    samples: 100,
-                    sum: Some(mean * 100.0),
-                },
-            );
+        let with = |rps: f64, series: &str, kind: &str, mean: f64| {
+            let figure = json!({"kind": kind, "mean": mean, "samples": 100, "sum": mean * 100.0});
+            let mut l = lvl(64, rps);
+            l.metrics = patched(json!({ series: figure }), json!({}));
             closed(vec![l])
         };
-        let x = Extra {
-            pipelines: Some(Pipelines {
-                manifest: PipelinesManifest {
-                    minilm: "measured".into(),
-                    efficientnet: "models/efficientnet_lite0/model.onnx is absent".into(),
-                    ..Default::default()
-                },
-                minilm: vec![
-                    ("short".into(), "on".into(), closed(vec![short])),
-                    ("mixed".into(), "on".into(), padded(0.1)),
-                    ("mixed".into(), "off".into(), padded(0.4)),
-                ],
-                efficientnet: None,
-            }),
-            ..Extra::default()
+        let busy = "convoy_device_busy_ratio{model=\"minilm\",worker=\"0\"}";
+        let pad = "convoy_batch_padding_ratio{model=\"minilm\"}";
+        let manifest = json!({"minilm": "measured", "efficientnet": "model.onnx is absent"});
+        let minilm = vec![
+            (
+                "short".into(),
+                "on".into(),
+                with(300.0, busy, "gauge", 0.95),
+            ),
+            (
+                "mixed".into(),
+                "on".into(),
+                with(200.0, pad, "histogram", 0.1),
+            ),
+            (
+                "mixed".into(),
+                "off".into(),
+                with(200.0, pad, "histogram", 0.4),
+            ),
+        ];
+        let pipelines_ = Pipelines {
+            manifest: patched(manifest, json!({})),
+            minilm,
+            efficientnet: None,
         };
-        let mut md = String::new();
-        let heads = pipelines(&mut md, &x);
-        assert!(md.contains("| short | on | 64 | 300 |"), "{md}");
-        assert!(md.contains("| 0.95 |"));
-        assert!(md.contains("| 10.0 % |"));
-        assert!(md.contains("Skipped: models/efficientnet_lite0/model.onnx is absent."));
-        assert_eq!(heads.len(), 2);
-        assert!(heads[0].contains("**0.95** (target ≥ 0.9: met)"));
-        assert!(heads[1].contains("**10.0 %** of token slots with bucketing vs **40.0 %** without"));
+        let mut o = Filled::default();
+        pipelines(
+            &mut o,
+            &Extra {
+                pipelines: Some(pipelines_),
+                ..Extra::default()
+            },
+        );
+        let md = &o.values["minilm"];
+        assert!(
+            md.contains("| short | on | 64 | 300 | 1.000 | 2.000 | – | – | – | – | – | – | 0.95 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| mixed | off | 64 | 200 | 1.000 | 2.000 | – | – | – | – | – | 40.0 % | – |"
+            ),
+            "{md}"
+        );
+        assert_eq!(
+            o.values["efficientnet.absent"],
+            "Skipped: model.onnx is absent."
+        );
+        assert_eq!(o.heads.len(), 2);
+        assert!(o.heads[0].contains("**0.95** (target ≥ 0.9: met)"));
+        assert!(o.heads[1].contains("**10.0 %** of token slots with bucketing vs **40.0 %** without; throughput 200 vs 200 texts/s (1.00×)"));
     }
 
     #[test]
     fn problems_flag_failures_but_not_load_shedding() {
-        let good = closed(vec![closed_level(1, 100.0)]);
-        let mut bad_level = closed_level(16, 0.0);
-        bad_level.ok = 0;
-        bad_level.error_total = 3;
-        bad_level.errors = [("connect".to_string(), 3)].into_iter().collect();
-        let bad = closed(vec![bad_level]);
+        let good = closed(vec![lvl(1, 100.0)]);
+        let bad = closed(vec![closed_level(
+            json!({"concurrency": 16, "ok": 0, "requests_per_s": 0.0, "error_total": 3, "errors": {"connect": 3}}),
+        )]);
         let x = Extra {
             overload: Some(overload_fixture()),
             ..Extra::default()
         };
-        assert!(
-            problems(&good, &good, &x).is_empty(),
-            "{:?}",
-            problems(&good, &good, &x)
-        );
+        assert_eq!(problems(&good, &good, &x), Vec::<String>::new());
         let p = problems(&good, &bad, &x);
-        assert_eq!(p.len(), 2, "{p:?}");
-        assert!(p[0].contains("unbatched c=16: no successful request"));
-        assert!(p[1].contains("connect=3"));
-        let mut o = overload_fixture();
-        o.open.levels[0].errors.insert("timeout".into(), 1);
-        let x = Extra {
-            overload: Some(o),
-            ..Extra::default()
-        };
-        let p = problems(&good, &good, &x);
         assert_eq!(
             p,
-            vec!["overload rate=10000: unexpected errors timeout=1".to_string()]
+            [
+                "unbatched c=16: no successful request",
+                "unbatched c=16: errors connect=3"
+            ]
+        );
+        let mut ov = overload_fixture();
+        ov.open.levels[0].errors.insert("timeout".into(), 1);
+        let x = Extra {
+            overload: Some(ov),
+            ..Extra::default()
+        };
+        assert_eq!(
+            problems(&good, &good, &x),
+            ["overload rate=10000: unexpected errors timeout=1"]
         );
     }
 }

@@ -16,7 +16,7 @@ fn mean_of(v: &Value, numerator: &str, denominator: &str, scale: f64) -> Option<
 /// One table row from a `/v2/models/mlp/stats` document, using the Triton-style fields
 /// when present. The server's stats format is not frozen, so every figure is optional and
 /// the raw file is always linked.
-pub fn stats_row(label: &str, text: &str) -> String {
+pub fn stats_row(label: &str, text: &str) -> Vec<String> {
     let v: Value = serde_json::from_str(text).unwrap_or(Value::Null);
     let m = v.pointer("/model_stats/0").unwrap_or(&Value::Null);
     let int = |p: &str| m.pointer(p).and_then(Value::as_u64).map(|n| n.to_string());
@@ -45,7 +45,7 @@ pub fn stats_row(label: &str, text: &str) -> String {
         ),
     ]
     .map(|c| c.unwrap_or_else(|| "n/a".to_string()));
-    format!("| {label} | {} |", cells.join(" | "))
+    std::iter::once(label.to_string()).chain(cells).collect()
 }
 
 #[cfg(test)]
@@ -56,12 +56,9 @@ mod tests {
     fn stats_row_survives_unknown_formats() {
         assert_eq!(
             stats_row("x", r#"{"something":"else"}"#),
-            "| x | n/a | n/a | n/a | n/a | n/a |"
+            ["x", "n/a", "n/a", "n/a", "n/a", "n/a"]
         );
-        assert_eq!(
-            stats_row("x", "not json"),
-            "| x | n/a | n/a | n/a | n/a | n/a |"
-        );
+        assert_eq!(stats_row("x", "not json"), stats_row("x", "{}"));
     }
 
     #[test]
@@ -71,7 +68,7 @@ mod tests {
             "compute_infer":{"count":4,"ns":200000}}}]}"#;
         assert_eq!(
             stats_row("batched", text),
-            "| batched | 4 | 10 | 2.50 | 0.500 | 0.0500 |"
+            ["batched", "4", "10", "2.50", "0.500", "0.0500"]
         );
     }
 }
