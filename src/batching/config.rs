@@ -9,7 +9,7 @@ pub const DEFAULT_QUEUE_ROWS: usize = 4096;
 
 /// How long a request waits before it outranks every priority level, when `model.toml`
 /// does not say (`priority_aging_us`).
-const DEFAULT_PRIORITY_AGING: Duration = Duration::from_millis(100);
+pub const DEFAULT_PRIORITY_AGING: Duration = Duration::from_millis(100);
 
 /// How the dynamic batcher treats this model.
 #[derive(Clone, Debug, PartialEq)]

@@ -38,9 +38,7 @@ pub async fn run_all(
         );
         receivers.push(rx);
     }
-    for e in entries {
-        m.batcher.submit(e)?; // MERGE: submit_all
-    }
+    m.batcher.submit_all(entries)?;
     // Every piece is queued before the first wait, so they can share batches.
     let waits = receivers.into_iter().map(|rx| async move {
         let answer = match deadline {

@@ -3,8 +3,8 @@
 
 use std::time::Instant;
 
+use crate::batching::BatchingConfig;
 use crate::error::{Error, Result};
-use crate::repository::config::BatchingConfig;
 
 use super::request::Schedule;
 
