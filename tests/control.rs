@@ -5,7 +5,6 @@ mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
@@ -87,6 +86,15 @@ async fn index_unload_and_load() {
     s.stop().await;
 }
 
+/// Waits until `done` holds (bounded by [`wait_for`]'s deadline).
+async fn wait_for_owned(done: impl Fn() -> bool) {
+    wait_for(
+        "more requests to be answered",
+        || std::future::ready(done()),
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_under_load_loses_nothing() {
     // A window long enough that requests are always queued when a swap happens.
@@ -94,11 +102,12 @@ async fn reload_under_load_loses_nothing() {
     let s = TestServer::start(&repo).await;
     let (rows, want) = reference();
     let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut clients = Vec::new();
     for c in 0..8usize {
         let client = s.client.clone();
         let url = s.url("/v2/models/hot/infer");
-        let stop = stop.clone();
+        let (stop, answered) = (stop.clone(), answered.clone());
         let row = rows[c].clone();
         let expect = want[c];
         clients.push(tokio::spawn(async move {
@@ -115,16 +124,23 @@ async fn reload_under_load_loses_nothing() {
                 assert_eq!(status, 200, "client {c}: {v}");
                 assert!((output_data(&v)[0] - expect).abs() < 1e-3);
                 ok += 1;
+                answered.fetch_add(1, Ordering::Relaxed);
             }
             ok
         }));
     }
+    // Each swap happens while requests flow: 20 more answered before each, and after.
+    let more_answered = |n: usize| {
+        let answered = answered.clone();
+        let from = answered.load(Ordering::Relaxed);
+        wait_for_owned(move || answered.load(Ordering::Relaxed) >= from + n)
+    };
     for _ in 0..6 {
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        more_answered(20).await;
         let (status, v) = s.post("/v2/repository/models/hot/load", &json!({})).await;
         assert_eq!(status, 200, "{v}");
     }
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    more_answered(20).await;
     stop.store(true, Ordering::Relaxed);
     let mut total = 0;
     for c in clients {

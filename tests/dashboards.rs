@@ -51,14 +51,20 @@ async fn dashboard_and_rules_query_only_exported_metrics() {
             .0,
         400
     );
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let exported: BTreeSet<String> = s
-        .scrape()
-        .await
-        .lines()
-        .filter(|l| l.starts_with("# TYPE convoy_"))
-        .filter_map(|l| l.split_whitespace().nth(2).map(str::to_string))
-        .collect();
+    // The device-busy sampler publishes once a second: wait for its series.
+    let exported_now = || async {
+        s.scrape()
+            .await
+            .lines()
+            .filter(|l| l.starts_with("# TYPE convoy_"))
+            .filter_map(|l| l.split_whitespace().nth(2).map(str::to_string))
+            .collect::<BTreeSet<String>>()
+    };
+    wait_for("the busy sampler's first sample", || async {
+        exported_now().await.contains("convoy_device_busy_ratio")
+    })
+    .await;
+    let exported = exported_now().await;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for file in [
         "docker/prometheus/rules.yml",

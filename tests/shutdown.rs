@@ -50,11 +50,12 @@ async fn sigterm_during_load_loses_no_admitted_request() {
     }
     let (rows, want) = reference();
     let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut clients = Vec::new();
     for c in 0..16usize {
         let client = client.clone();
         let url = format!("{base}/v2/models/mlp/infer");
-        let stop = stop.clone();
+        let (stop, answered) = (stop.clone(), answered.clone());
         let body = mlp_body(&rows[c..c + 1]);
         let expect = want[c];
         clients.push(tokio::spawn(async move {
@@ -70,6 +71,7 @@ async fn sigterm_during_load_loses_no_admitted_request() {
                         let v: serde_json::Value = r.json().await.unwrap();
                         assert!((output_data(&v)[0] - expect).abs() < 1e-3);
                         ok += 1;
+                        answered.fetch_add(1, Ordering::Relaxed);
                     }
                     503 => refused += 1,
                     other => panic!("client {c}: status {other} during shutdown"),
@@ -78,7 +80,11 @@ async fn sigterm_during_load_loses_no_admitted_request() {
             (ok, refused)
         }));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // SIGTERM lands under load: once 100 requests were answered.
+    wait_for("100 answers before SIGTERM", || {
+        std::future::ready(answered.load(Ordering::Relaxed) >= 100)
+    })
+    .await;
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -100,8 +100,9 @@ async fn a_model_that_fails_to_load_leaves_the_others_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_queued_requests() {
-    // A 1 s window: the request is still queued when shutdown starts, and is answered.
-    let repo = mlp_repository("drain", &[("mlp", Some(&mlp_toml(8, 1_000_000, 64)))]);
+    // A 10 s window: the request is still queued when shutdown starts, and is answered
+    // (draining runs what is queued without waiting for the window).
+    let repo = mlp_repository("drain", &[("mlp", Some(&mlp_toml(8, 10_000_000, 64)))]);
     let s = TestServer::start(&repo).await;
     let (rows, _) = reference();
     let pending = {
@@ -110,7 +111,10 @@ async fn shutdown_drains_queued_requests() {
         let body = mlp_body(&rows[..1]);
         tokio::spawn(async move { client.post(url).json(&body).send().await.unwrap().status() })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    wait_for("the request to be queued", || async {
+        s.queued_rows("mlp").await == 1
+    })
+    .await;
     s.stop().await;
     assert_eq!(pending.await.unwrap(), 200);
 }

@@ -227,9 +227,10 @@ async fn health_metadata_config_and_stats() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_queue_answers_429_with_retry_after() {
-    // Batches of up to 4 rows, a queue of 4 rows, and a long window: a 3-row request
-    // waits, a 2-row one does not fit the queue.
-    let repo = mlp_repository("queue", &[("mlp", Some(&mlp_toml(4, 1_500_000, 4)))]);
+    // Batches of up to 4 rows, a queue of 4 rows, and a window no loaded machine outlasts:
+    // a 3-row request waits, a 2-row one does not fit the queue, a 1-row one fills the
+    // batch, which then runs.
+    let repo = mlp_repository("queue", &[("mlp", Some(&mlp_toml(4, 10_000_000, 4)))]);
     let s = TestServer::start(&repo).await;
     let (rows, want) = reference();
     let first = {
@@ -238,7 +239,10 @@ async fn full_queue_answers_429_with_retry_after() {
         let body = mlp_body(&rows[..3]);
         tokio::spawn(async move { client.post(url).json(&body).send().await.unwrap() })
     };
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    wait_for("the first 3 rows to be queued", || async {
+        s.queued_rows("mlp").await == 3
+    })
+    .await;
     let r = s
         .post_raw(
             "/v2/models/mlp/infer",
@@ -256,6 +260,9 @@ async fn full_queue_answers_429_with_retry_after() {
     );
     let v: Value = r.json().await.unwrap();
     assert!(v["error"].as_str().unwrap().contains("queue full"), "{v}");
+    let (status, last) = s.post("/v2/models/mlp/infer", &mlp_body(&rows[3..4])).await;
+    assert_eq!(status, 200, "{last}");
+    assert!(close(&output_data(&last), &want[3..4]));
     let first = first.await.unwrap();
     assert_eq!(first.status(), 200);
     let body: Value = first.json().await.unwrap();

@@ -98,58 +98,73 @@ macro_rules! error_kinds {
 }
 pub(crate) use error_kinds;
 
-/// What a client should read into each kind's status, for the document.
-fn kind_description(kind: ErrorKind) -> (&'static str, &'static str) {
-    match kind.label() {
-        "bad_request" => (
+/// What a client should read into each kind's status, for the document, and an example
+/// message. The examples of the core's own refusals are made by the code that makes the
+/// real ones, so they cannot drift.
+fn kind_description(kind: ErrorKind) -> (&'static str, String) {
+    use crate::batching::SchedulerError;
+    let real = |e: SchedulerError| crate::error::Error::from(e).message;
+    match kind {
+        ErrorKind::BadRequest => (
             "The body is not a well-formed request: bad JSON, wrong JSON types, `data` absent, \
-             binary lengths that do not add up.",
-            "invalid request body: missing field `inputs` at line 1 column 2",
+             `data` together with `binary_data_size`, binary lengths that do not add up.",
+            "invalid request body: missing field `inputs` at line 1 column 2".into(),
         ),
-        "not_found" => (
+        ErrorKind::NotFound => (
             "No such model or version.",
-            "model \"resnet\" not found (models: mlp)",
+            crate::service::model_not_found("resnet").message,
         ),
-        "unauthorized" => (
+        ErrorKind::Unauthorized => (
             "API keys are configured and the request carries none: send `Authorization: Bearer <key>`.",
-            "authorization: this server needs an API key: send `Authorization: Bearer <key>`",
+            "authorization: this server needs an API key: send `Authorization: Bearer <key>`".into(),
         ),
-        "forbidden" => (
+        ErrorKind::Forbidden => (
             "The request's API key is not one of the configured keys.",
-            "authorization: the API key is not valid",
+            "authorization: the API key is not valid".into(),
         ),
-        "method_not_allowed" => (
+        ErrorKind::MethodNotAllowed => (
             "The route exists, the method does not; `Allow` lists the methods that do.",
-            "method POST not allowed on /v2 (allowed: GET,HEAD)",
+            "method POST not allowed on /v2".into(),
         ),
-        "payload_too_large" => (
-            "The body exceeds `--max-body-bytes`.",
-            "request body exceeds the limit of 33554432 bytes (--max-body-bytes)",
+        ErrorKind::PayloadTooLarge => (
+            "The body exceeds `--max-body-bytes`, or an image or text exceeds its model's limit.",
+            "request body exceeds the limit of 33554432 bytes (--max-body-bytes)".into(),
         ),
-        "unprocessable" => (
+        ErrorKind::Unprocessable => (
             "Well-formed, but not what the model takes: unknown input or output name, missing \
-             input, wrong datatype, shape or data length, more rows than `max_batch_size`. \
+             input, wrong datatype, shape or data length, `data` nested other than the shape, \
+             more rows than `max_batch_size`, an image that is not a whole PNG or JPEG. \
              The message names the field, the expected and the given value.",
             "inputs[0].shape: input \"input\" expects [-1, 10] (batch first), got [1, 3] \
-             (dimension 1 should be 10)",
+             (dimension 1 should be 10)"
+                .into(),
         ),
-        "too_many_requests" => (
-            "The model's queue is full; retry after `Retry-After` seconds.",
-            "model \"mlp\" queue is full (4096 rows queued, limit 4096)",
+        ErrorKind::TooManyRequests => (
+            "The model's queue is full, or (with `shed_beyond_target`) the request is \
+             predicted to finish past the latency target; retry after `Retry-After` seconds.",
+            real(SchedulerError::QueueFull {
+                model: "mlp".into(),
+                queued: 4096,
+                limit: 4096,
+                unit: "rows",
+                retry_after: std::time::Duration::from_secs(1),
+            }),
         ),
-        "internal" => (
+        ErrorKind::Internal => (
             "A batch failed on the device; the detail is in the server log, not here.",
-            "internal error; see the server log",
+            crate::error::Error::internal().message,
         ),
-        "unavailable" => (
+        ErrorKind::Unavailable => (
             "The model failed to load, or the server is draining.",
-            "server is shutting down",
+            "server is shutting down".into(),
         ),
-        "timeout" => (
+        ErrorKind::Timeout => (
             "The request's deadline passed before it ran.",
-            "deadline passed while queued",
+            real(SchedulerError::Expired {
+                model: "mlp".into(),
+                waited_ms: 100,
+            }),
         ),
-        _ => ("", ""),
     }
 }
 
@@ -301,7 +316,6 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::http::v1::TaskErrors;
     use crate::http::v2_admin::{IndexErrors, LoadErrors, UnloadErrors};
     use crate::http::v2_infer::InferErrors;
     use crate::http::v2_models::{AuthErrors, ModelErrors, ReadyErrors};
@@ -327,9 +341,9 @@ mod tests {
         ("repository_index", &[200], IndexErrors::KINDS),
         ("repository_load", &[200], LoadErrors::KINDS),
         ("repository_unload", &[200], UnloadErrors::KINDS),
-        ("embeddings", &[200], TaskErrors::KINDS),
-        ("classify", &[200], TaskErrors::KINDS),
-        ("predict", &[200], TaskErrors::KINDS),
+        ("embeddings", &[200], InferErrors::KINDS),
+        ("classify", &[200], InferErrors::KINDS),
+        ("predict", &[200], InferErrors::KINDS),
     ];
 
     #[test]

@@ -19,8 +19,9 @@ use super::bodies::*;
 use super::decode::TIMEOUT_HEADER;
 use super::encode::timing_headers;
 use super::error::{body_error, json_error};
-use super::openapi::{error_kinds, ClassifierPath, TabularPath, TimeoutHeader};
+use super::openapi::{ClassifierPath, TabularPath, TimeoutHeader};
 use super::schemas::{Binary, EmbeddingsInput};
+use super::v2_infer::InferErrors;
 use super::{AppState, RequestId};
 use crate::error::{Error, Result};
 use crate::pipeline::post::top_k;
@@ -78,22 +79,6 @@ pub struct PredictRequest {
     #[schema(value_type = Option<Vec<std::collections::HashMap<String, f64>>>)]
     pub instances: Option<Vec<serde_json::Map<String, Value>>>,
 }
-
-error_kinds!(
-    /// The task routes: every stage can refuse (body, model, queue, deadline, device).
-    TaskErrors = [
-        Unauthorized,
-        Forbidden,
-        BadRequest,
-        NotFound,
-        PayloadTooLarge,
-        Unprocessable,
-        TooManyRequests,
-        Internal,
-        Unavailable,
-        Timeout,
-    ]
-);
 
 /// The schedule of a task request: the timeout header, the model's defaults otherwise.
 fn schedule(headers: &HeaderMap, arrived: Instant, id: Arc<str>) -> Result<Schedule> {
@@ -181,7 +166,7 @@ fn require(m: &Model, is: fn(&Pipeline) -> bool, what: &str) -> Result<()> {
                 ("x-convoy-infer-us" = u64, description = "Microseconds on the device"),
                 ("x-convoy-post-us" = u64, description = "Microseconds of post-processing"),
             )),
-        TaskErrors,
+        InferErrors,
     ))]
 pub async fn embeddings(
     State(st): State<AppState>,
@@ -307,7 +292,7 @@ fn images_of(headers: &HeaderMap, body: Bytes) -> Result<(Vec<Bytes>, Option<usi
                 ("x-convoy-infer-us" = u64, description = "Microseconds on the device"),
                 ("x-convoy-post-us" = u64, description = "Microseconds of post-processing"),
             )),
-        TaskErrors,
+        InferErrors,
     ))]
 pub async fn classify(
     State(st): State<AppState>,
@@ -377,7 +362,7 @@ pub async fn classify(
                 ("x-convoy-infer-us" = u64, description = "Microseconds on the device"),
                 ("x-convoy-post-us" = u64, description = "Microseconds of post-processing"),
             )),
-        TaskErrors,
+        InferErrors,
     ))]
 pub async fn predict(
     State(st): State<AppState>,

@@ -21,7 +21,8 @@ use crate::error::{Error, Result};
 use crate::service::{Request, Schedule};
 
 error_kinds!(
-    /// Inference: every stage can refuse (body, model, queue, deadline, device).
+    /// Inference, on v2 and the task routes alike: every stage can refuse (body, model,
+    /// queue, deadline, device).
     InferErrors = [
         Unauthorized,
         Forbidden,

@@ -67,10 +67,7 @@ impl Core {
     /// The serving model `name` (and `version`, when given): 404 when unknown, 503 when
     /// it failed to load.
     pub fn model(&self, name: &str, version: Option<&str>) -> Result<Arc<Model>> {
-        let state = self
-            .repo
-            .get(name)
-            .ok_or_else(|| Error::not_found(format!("model {name:?} not found")))?;
+        let state = self.repo.get(name).ok_or_else(|| model_not_found(name))?;
         let config = match &state {
             ModelState::Ready(m) => &m.config,
             ModelState::Failed { config, .. } => config.as_ref(),
@@ -135,9 +132,17 @@ impl Core {
         }
         let m = self.model(model, version)?;
         let (request, schedule) = build(&m)?;
+        let served = served::served(&m);
+        // Outputs first, for every kind of model: a bad name costs no device time.
+        let wanted = validate::outputs(
+            model,
+            request.outputs.as_deref(),
+            &served.outputs,
+            request.binary_default,
+        )?;
         let response = match &m.pipeline {
-            None => plain::infer(&m, request, &schedule).await?,
-            Some(_) => stages::infer(&self.pool, &m, request, &schedule).await?,
+            None => plain::infer(&m, request, &served, &wanted, &schedule).await?,
+            Some(_) => stages::infer(&self.pool, &m, request, &served, &wanted, &schedule).await?,
         };
         tracing::debug!(
             model,
@@ -149,6 +154,12 @@ impl Core {
         );
         Ok(response)
     }
+}
+
+/// The 404 of a model name nothing serves (the served names are not listed: a client
+/// without a key must not learn them from a typo).
+pub fn model_not_found(name: &str) -> Error {
+    Error::not_found(format!("model {name:?} not found"))
 }
 
 /// Only served models get their own label value: cardinality stays bounded.

@@ -10,19 +10,19 @@ use crate::tensor::{Payload, Tensor};
 
 use super::request::{Output, Request, Response, Schedule, Timing};
 use super::run::{run_all, Piece};
-use super::{schedule, served, validate};
+use super::served::Served;
+use super::{schedule, validate};
 
-pub async fn infer(m: &std::sync::Arc<Model>, request: Request, s: &Schedule) -> Result<Response> {
+/// `wanted`: the outputs asked for, already resolved (see `Core::infer`).
+pub async fn infer(
+    m: &std::sync::Arc<Model>,
+    request: Request,
+    served: &Served,
+    wanted: &[(usize, bool)],
+    s: &Schedule,
+) -> Result<Response> {
     let started = Instant::now();
     let name = &m.config.name;
-    let served = served::served(m);
-    // Outputs first: a bad name costs no device time.
-    let wanted = validate::outputs(
-        name,
-        request.outputs.as_deref(),
-        &served.outputs,
-        request.binary_default,
-    )?;
     let max = m.config.batching.max_batch_size;
     let (inputs, rows) = validate::inputs(name, request.inputs, &served.inputs, Some(max))?;
     let tensors: Vec<Tensor> = inputs
@@ -59,7 +59,7 @@ pub async fn infer(m: &std::sync::Arc<Model>, request: Request, s: &Schedule) ->
     .await?;
     let post = Instant::now();
     let reply = replies.pop().ok_or_else(Error::internal)?;
-    let outputs = select(reply.outputs, &wanted, |k| served.outputs[k].name.clone())?;
+    let outputs = select(reply.outputs, wanted, |k| served.outputs[k].name.clone())?;
     timing.post_us = post.elapsed().as_micros() as u64;
     metrics.postprocess.record(post.elapsed().as_secs_f64());
     Ok(Response {

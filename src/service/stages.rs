@@ -22,7 +22,8 @@ use crate::tensor::{Payload, Tensor, TensorData};
 use super::plain::select;
 use super::request::{Request, Response, Schedule, Timing};
 use super::run::{run_all, Piece};
-use super::{schedule, served, validate};
+use super::served::Served;
+use super::{schedule, validate};
 
 /// What the stages share: the model, the pool, the schedule, the timing being filled.
 struct Run<'a> {
@@ -52,20 +53,16 @@ impl Run<'_> {
     }
 }
 
+/// `wanted`: the outputs asked for, already resolved (see `Core::infer`).
 pub async fn infer(
     pool: &CpuPool,
     m: &Arc<Model>,
     request: Request,
+    served: &Served,
+    wanted: &[(usize, bool)],
     s: &Schedule,
 ) -> Result<Response> {
     let name = &m.config.name;
-    let served = served::served(m);
-    let wanted = validate::outputs(
-        name,
-        request.outputs.as_deref(),
-        &served.outputs,
-        request.binary_default,
-    )?;
     let (mut inputs, n) = validate::inputs(name, request.inputs, &served.inputs, None)?;
     let input = inputs.pop().ok_or_else(Error::internal)?;
     let field = input.field.unwrap_or("inputs[0].data");
@@ -94,7 +91,7 @@ pub async fn infer(
         shape: vec![n, width],
         data: TensorData::F32(rows.into_iter().flatten().collect()),
     };
-    let outputs = select(vec![tensor], &wanted, |k| served.outputs[k].name.clone())?;
+    let outputs = select(vec![tensor], wanted, |k| served.outputs[k].name.clone())?;
     Ok(Response {
         model: m.clone(),
         id: request.id,

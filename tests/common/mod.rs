@@ -121,7 +121,14 @@ impl TestServer {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
-    /// Stops the server and waits for it to drain.
+    /// Rows waiting in `model`'s queue now (its statistics' `convoy.queued_rows`).
+    pub async fn queued_rows(&self, model: &str) -> u64 {
+        let (_, v) = self.get(&format!("/v2/models/{model}/stats")).await;
+        v["model_stats"][0]["convoy"]["queued_rows"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
     /// The text of `GET /metrics`.
     pub async fn scrape(&self) -> String {
         self.client
@@ -134,6 +141,7 @@ impl TestServer {
             .unwrap()
     }
 
+    /// Stops the server and waits for it to drain.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -215,4 +223,21 @@ pub fn one_error_line(stderr: &str) -> String {
         .collect();
     assert_eq!(errors.len(), 1, "{stderr}");
     errors[0].to_string()
+}
+
+/// Waits until `check` holds, polling; panics naming `what` after 30 s. A wait on a state,
+/// where a sleep would guess how long the state takes on a loaded machine.
+pub async fn wait_for<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
