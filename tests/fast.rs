@@ -269,3 +269,47 @@ async fn task_routes_count_in_flight_and_failures_like_v2() {
     assert_eq!(s["fail"]["count"], 1, "{stats}");
     assert_eq!(s["success"]["count"], 4, "{stats}");
 }
+
+#[tokio::test]
+async fn every_door_gives_the_same_answer() {
+    let root = repository("doors", &["diabetes"]);
+    let app = app(&root, FakeFactory::new());
+    let names = [
+        "age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5", "s6",
+    ];
+    let raw = [59.0, 2.0, 32.1, 101.0, 157.0, 93.2, 38.0, 4.0, 4.8598, 87.0];
+    let instance: serde_json::Map<String, Value> = names
+        .iter()
+        .zip(raw)
+        .map(|(n, x)| (n.to_string(), json!(x)))
+        .collect();
+    let (status, v1) = json_call(
+        &app,
+        "POST",
+        "/v1/models/diabetesdoors/predict",
+        Some(json!({"instances": [instance, instance]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{v1}");
+    let body = json!({"inputs": [tensor("features", json!([2, 10]), json!([raw, raw]))]});
+    let (status, v2) = json_call(&app, "POST", "/v2/models/diabetesdoors/infer", Some(body)).await;
+    assert_eq!(status, 200, "{v2}");
+    assert_eq!(v1["predictions"], v2["outputs"][0]["data"], "{v1} vs {v2}");
+    // A value past the FP32 range is refused on both doors alike.
+    let mut huge = instance.clone();
+    huge.insert("bmi".into(), json!(1e308));
+    let (status, v) = json_call(
+        &app,
+        "POST",
+        "/v1/models/diabetesdoors/predict",
+        Some(json!({"instance": huge})),
+    )
+    .await;
+    assert_eq!(status, 422, "{v}");
+    let mut row = raw.to_vec();
+    row[2] = 0.0;
+    let mut big = json!({"inputs": [tensor("features", json!([1, 10]), json!(row))]});
+    big["inputs"][0]["data"][2] = json!(1e308);
+    let (status, v) = json_call(&app, "POST", "/v2/models/diabetesdoors/infer", Some(big)).await;
+    assert_eq!(status, 422, "{v}");
+}
