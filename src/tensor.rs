@@ -90,7 +90,6 @@ pub enum TensorData {
 }
 
 /// Runs `$body` with `$v` bound to the inner vector, whatever the variant.
-#[macro_export]
 macro_rules! with_tensor_data {
     ($data:expr, $v:ident => $body:expr) => {
         match $data {
@@ -104,6 +103,7 @@ macro_rules! with_tensor_data {
         }
     };
 }
+pub(crate) use with_tensor_data;
 
 /// Same as [`with_tensor_data`], but rebuilds the same variant from the body's vector.
 macro_rules! map_tensor_data {

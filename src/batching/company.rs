@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::policy::{Pending, ShapeKey};
+use super::pending::{Pending, ShapeKey};
 
 /// Weight kept by past outcomes at each new one (half-life ≈ 7 requests that found a
 /// worker idle), so a change in traffic is followed within tens of batches.

@@ -18,6 +18,7 @@ pub mod company;
 pub mod config;
 pub mod cost;
 mod dispatch;
+mod pending;
 pub mod policy;
 pub mod queue;
 pub mod scheduler;

@@ -90,7 +90,7 @@ pub struct InferOutputResponse {
 
 impl Serialize for TensorData {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        crate::with_tensor_data!(self, v => v.serialize(s))
+        crate::tensor::with_tensor_data!(self, v => v.serialize(s))
     }
 }
 

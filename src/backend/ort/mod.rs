@@ -281,7 +281,7 @@ impl Backend for OrtBackend {
         if let Some(bound) = &mut self.bound {
             let run_err = |e: ort::Error| BackendError::Run(e.to_string());
             for (spec, t) in self.inputs.iter().zip(inputs) {
-                let value = crate::with_tensor_data!(&t.data, v => staged(&bound.inputs, &t.shape, v.as_slice()))
+                let value = crate::tensor::with_tensor_data!(&t.data, v => staged(&bound.inputs, &t.shape, v.as_slice()))
                     .map_err(run_err)?;
                 bound
                     .binding

@@ -72,7 +72,7 @@ pub(super) fn collect_outputs(
 pub(super) fn to_ort_value(t: &Tensor) -> Result<SessionInputValue<'_>, ort::Error> {
     let shape: Vec<i64> = t.shape.iter().map(|&d| d as i64).collect();
     Ok(
-        crate::with_tensor_data!(&t.data, v => SessionInputValue::from(TensorRef::from_array_view((shape, v.as_slice()))?)),
+        crate::tensor::with_tensor_data!(&t.data, v => SessionInputValue::from(TensorRef::from_array_view((shape, v.as_slice()))?)),
     )
 }
 
