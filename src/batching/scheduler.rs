@@ -127,6 +127,9 @@ impl Batcher {
     /// request would join).
     fn shed(&self, st: &State, entries: &[Entry]) -> Result<Option<Vec<Duration>>, SchedulerError> {
         let shared = &self.shared;
+        if !shared.cfg.shed_beyond_target {
+            return Ok(None);
+        }
         let pending: Vec<_> = entries.iter().map(|e| &e.pending).collect();
         let Some(estimates) = st.estimates(&shared.cfg, &pending, Instant::now()) else {
             return Ok(None);

@@ -51,7 +51,6 @@ error_kinds!(
                 ("x-convoy-pre-us" = u64, description = "Microseconds of pre-processing (decoding, a pipeline's pre-stage)"),
                 ("x-convoy-queue-us" = u64, description = "Microseconds from admission until its batch started on the device"),
                 ("x-convoy-infer-us" = u64, description = "Microseconds its batch ran on the device"),
-                ("x-convoy-compute-us" = u64, description = "The same as x-convoy-infer-us (its first name)"),
                 ("x-convoy-post-us" = u64, description = "Microseconds of post-processing"),
                 ("x-convoy-batch-rows" = u64, description = "Rows in the batch it ran in"),
                 ("Inference-Header-Content-Length" = u64, description = "With binary outputs: \
@@ -87,7 +86,6 @@ pub async fn infer(
                 ("x-convoy-pre-us" = u64, description = "Microseconds of pre-processing (decoding, a pipeline's pre-stage)"),
                 ("x-convoy-queue-us" = u64, description = "Microseconds from admission until its batch started on the device"),
                 ("x-convoy-infer-us" = u64, description = "Microseconds its batch ran on the device"),
-                ("x-convoy-compute-us" = u64, description = "The same as x-convoy-infer-us (its first name)"),
                 ("x-convoy-post-us" = u64, description = "Microseconds of post-processing"),
                 ("x-convoy-batch-rows" = u64, description = "Rows in the batch it ran in"),
                 ("Inference-Header-Content-Length" = u64, description = "With binary outputs: \

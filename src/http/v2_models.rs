@@ -1,5 +1,5 @@
 //! Server and model metadata, health, and Triton's model configuration. Metadata and
-//! configuration both describe the tensors a model serves ([`served`]), so a client
+//! configuration both describe the tensors a model serves (`Model::served`), so a client
 //! that builds its requests from either gets the same answer.
 
 use axum::extract::{Path, State};
@@ -17,7 +17,6 @@ use super::AppState;
 use crate::backend::Device;
 use crate::error::{ErrorKind, Result};
 use crate::repository::{Model, ModelState};
-use crate::service::served::served;
 use crate::tensor::ServedSpec;
 
 error_kinds!(
@@ -119,7 +118,7 @@ fn tensor_metadata(specs: &[ServedSpec]) -> Vec<TensorMetadata> {
 }
 
 fn metadata(m: &Model) -> ModelMetadataResponse {
-    let served = served(m);
+    let served = &m.served;
     ModelMetadataResponse {
         name: m.config.name.clone(),
         versions: vec![m.config.version.clone()],
@@ -199,7 +198,7 @@ pub async fn version_ready(
 /// Triton's model configuration (int64 fields as strings, as Triton writes them).
 fn triton_config(m: &Model) -> ModelConfigResponse {
     let c = &m.config;
-    let served = served(m);
+    let served = &m.served;
     let tensors = |specs: &[ServedSpec]| -> Vec<ConfigTensor> {
         specs
             .iter()

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod reconcile;
+pub mod served;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +26,8 @@ pub struct Model {
     pub instances: usize,
     /// Pre/post-processing stages, when `model.toml` declares them.
     pub pipeline: Option<Pipeline>,
+    /// The tensors its doors show and check requests against.
+    pub served: served::Served,
     pub batcher: Batcher,
 }
 
@@ -411,6 +414,7 @@ fn start_model(
     };
     let batcher = Batcher::start(&config.name, config.batching.clone(), backends);
     Ok(Model {
+        served: served::served(&config, pipeline.as_ref()),
         pipeline,
         config,
         device,

@@ -16,7 +16,6 @@ mod plain;
 pub mod request;
 mod run;
 pub mod schedule;
-pub mod served;
 mod stages;
 pub mod validate;
 
@@ -24,8 +23,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+pub use crate::repository::served::Served;
 pub use request::{Input, Output, OutputRequest, Request, Response, Schedule, Timing};
-pub use served::Served;
 
 use crate::error::{Error, Result};
 use crate::metrics::{self, ModelMetrics};
@@ -132,7 +131,7 @@ impl Core {
         }
         let m = self.model(model, version)?;
         let (request, schedule) = build(&m)?;
-        let served = served::served(&m);
+        let served = &m.served;
         // Outputs first, for every kind of model: a bad name costs no device time.
         let wanted = validate::outputs(
             model,
@@ -141,8 +140,8 @@ impl Core {
             request.binary_default,
         )?;
         let response = match &m.pipeline {
-            None => plain::infer(&m, request, &served, &wanted, &schedule).await?,
-            Some(_) => stages::infer(&self.pool, &m, request, &served, &wanted, &schedule).await?,
+            None => plain::infer(&m, request, served, &wanted, &schedule).await?,
+            Some(_) => stages::infer(&self.pool, &m, request, served, &wanted, &schedule).await?,
         };
         tracing::debug!(
             model,

@@ -10,8 +10,8 @@ use crate::tensor::{Payload, Tensor};
 
 use super::request::{Output, Request, Response, Schedule, Timing};
 use super::run::{run_all, Piece};
-use super::served::Served;
 use super::{schedule, validate};
+use crate::repository::served::Served;
 
 /// `wanted`: the outputs asked for, already resolved (see `Core::infer`).
 pub async fn infer(

@@ -98,13 +98,11 @@ pub struct Timing {
 
 impl Timing {
     /// The timing headers every HTTP door sends (microseconds, and rows).
-    pub fn headers(&self) -> [(&'static str, u64); 6] {
+    pub fn headers(&self) -> [(&'static str, u64); 5] {
         [
             ("x-convoy-pre-us", self.pre_us),
             ("x-convoy-queue-us", self.queue_us),
             ("x-convoy-infer-us", self.infer_us),
-            // The name the v2 route first had for the same figure.
-            ("x-convoy-compute-us", self.infer_us),
             ("x-convoy-post-us", self.post_us),
             ("x-convoy-batch-rows", self.batch_rows as u64),
         ]

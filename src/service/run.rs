@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use crate::batching::{Entry, Reply, ShapeKey};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::repository::Model;
 use crate::tensor::Tensor;
 
@@ -39,29 +39,47 @@ pub async fn run_all(
         receivers.push(rx);
     }
     m.batcher.submit_all(entries)?;
-    // Every piece is queued before the first wait, so they can share batches.
-    let waits = receivers.into_iter().map(|rx| async move {
-        let answer = match deadline {
-            Some(d) => tokio::time::timeout_at(tokio::time::Instant::from_std(d), rx)
-                .await
-                .map_err(|_| {
-                    Error::new(
-                        crate::error::ErrorKind::Timeout,
-                        format!(
-                            "model {:?}: the request's deadline passed while its batch ran",
-                            m.config.name
-                        ),
-                    )
-                })?,
-            None => rx.await,
-        };
-        Ok::<Reply, Error>(answer.map_err(|_| Error::internal())??)
-    });
-    let replies: Vec<Reply> = futures::future::try_join_all(waits).await?;
+    let model = m.config.name.as_str();
+    let replies = match receivers.len() {
+        // The common case, one piece: no join machinery on the hot path.
+        1 => vec![
+            wait(
+                receivers.pop().ok_or_else(Error::internal)?,
+                deadline,
+                model,
+            )
+            .await?,
+        ],
+        // Every piece is queued before the first wait, so they can share batches.
+        _ => {
+            let waits = receivers.into_iter().map(|rx| wait(rx, deadline, model));
+            futures::future::try_join_all(waits).await?
+        }
+    };
     for r in &replies {
         timing.queue_us = timing.queue_us.max(r.queue.as_micros() as u64);
         timing.infer_us = timing.infer_us.max(r.compute.as_micros() as u64);
         timing.batch_rows = timing.batch_rows.max(r.batch_rows);
     }
     Ok(replies)
+}
+
+/// One piece's reply, at most until `deadline`.
+async fn wait(
+    rx: tokio::sync::oneshot::Receiver<std::result::Result<Reply, crate::batching::SchedulerError>>,
+    deadline: Option<Instant>,
+    model: &str,
+) -> Result<Reply> {
+    let answer = match deadline {
+        Some(d) => tokio::time::timeout_at(tokio::time::Instant::from_std(d), rx)
+            .await
+            .map_err(|_| {
+                Error::new(
+                    ErrorKind::Timeout,
+                    format!("model {model:?}: the request's deadline passed while its batch ran"),
+                )
+            })?,
+        None => rx.await,
+    };
+    Ok(answer.map_err(|_| Error::internal())??)
 }

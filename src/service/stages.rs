@@ -22,8 +22,8 @@ use crate::tensor::{Payload, Tensor, TensorData};
 use super::plain::select;
 use super::request::{Request, Response, Schedule, Timing};
 use super::run::{run_all, Piece};
-use super::served::Served;
 use super::{schedule, validate};
+use crate::repository::served::Served;
 
 /// What the stages share: the model, the pool, the schedule, the timing being filled.
 struct Run<'a> {

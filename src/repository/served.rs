@@ -2,8 +2,8 @@
 //! validate requests against. A plain model serves its graph's tensors; a pipeline model
 //! its stages' (BYTES in for text and images, FP32 raw features for tabular; FP32 out).
 
+use super::config::ModelConfig;
 use crate::pipeline::Pipeline;
-use crate::repository::Model;
 use crate::tensor::{DataType, ServedSpec, ServedType};
 
 /// A model's served inputs and outputs, in the order requests and responses use.
@@ -13,12 +13,12 @@ pub struct Served {
     pub outputs: Vec<ServedSpec>,
 }
 
-/// The served tensors of `m`.
-pub fn served(m: &Model) -> Served {
-    match &m.pipeline {
+/// The served tensors of a model of `config` with `pipeline`: computed once, at load.
+pub fn served(config: &ModelConfig, pipeline: Option<&Pipeline>) -> Served {
+    match pipeline {
         None => Served {
-            inputs: m.config.inputs.iter().map(ServedSpec::from).collect(),
-            outputs: m.config.outputs.iter().map(ServedSpec::from).collect(),
+            inputs: config.inputs.iter().map(ServedSpec::from).collect(),
+            outputs: config.outputs.iter().map(ServedSpec::from).collect(),
         },
         Some(p) => of_pipeline(p),
     }
