@@ -193,8 +193,15 @@ async fn repository_bodies_that_are_not_json_are_refused() {
         "/v2/repository/models/mlpcontrol/load",
         "/v2/repository/models/mlpcontrol/unload",
     ] {
-        let (status, _, body) = call(&app, "POST", path, Body::from("{not json")).await;
-        assert_eq!(status, 400, "{path}: {}", String::from_utf8_lossy(&body));
+        for bad in ["{not json", "[]", "[null]", "{\"parameters\": 3}"] {
+            let (status, _, body) = call(&app, "POST", path, Body::from(bad)).await;
+            assert_eq!(
+                status,
+                400,
+                "{path} {bad}: {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
     }
     let (status, v) = json_call(
         &app,

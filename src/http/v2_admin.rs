@@ -157,7 +157,8 @@ impl ControlRequest {
     }
 }
 
-/// An optional JSON body: empty is the default, anything else must parse as `T`.
+/// An optional JSON body: empty is the default, anything else must be a JSON object
+/// that parses as `T` (serde would also read a struct from an array: refused here).
 fn optional_json<T: Default + serde::de::DeserializeOwned>(
     st: &AppState,
     body: std::result::Result<Bytes, BytesRejection>,
@@ -166,7 +167,12 @@ fn optional_json<T: Default + serde::de::DeserializeOwned>(
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(&body).map_err(json_error)
+    match serde_json::from_slice::<Value>(&body).map_err(json_error)? {
+        object @ Value::Object(_) => serde_json::from_value(object).map_err(json_error),
+        other => Err(Error::bad_request(format!(
+            "invalid request body: expected a JSON object, got {other}"
+        ))),
+    }
 }
 
 error_kinds!(
