@@ -355,7 +355,7 @@ if [ "$CUDA" = 1 ]; then
     > "$LOGS/cuda-device-cuda.log" 2>&1 || rc=$?
   "$DOCKER" rm -f "$NAME" > /dev/null 2>&1
   [ "$rc" != 0 ] && [ "$rc" != 124 ] || die "CONVOY_DEVICE=cuda without a GPU: exit $rc (want a startup error)"
-  say "CONVOY_DEVICE=cuda without a GPU: refused to start (exit $rc): $(grep -o '"message":"[^"]*"' "$LOGS/cuda-device-cuda.log" | tail -n 1 | cut -c1-200)"
+  say "CONVOY_DEVICE=cuda without a GPU: refused to start (exit $rc): $(grep -v '^{' "$LOGS/cuda-device-cuda.log" | tail -n 1 | cut -c1-240)"
   "$DOCKER" run -d --name "$NAME" --network host -e "CONVOY_PORT=$PORT" -e CONVOY_DEVICE=auto convoy:cuda > /dev/null
   "$PY" docker/test_client.py wait-ready "http://127.0.0.1:$PORT" 180 ||
     { "$DOCKER" logs --tail 30 "$NAME"; die "CONVOY_DEVICE=auto: not ready"; }
