@@ -264,8 +264,8 @@ fi
 say ""
 say "=== summary ($(( $(date +%s) - START ))s)"
 for r in "${RESULTS[@]}"; do say "  $r"; done
-say "Not checked here (no Docker engine, cluster or GPU): building and running the images,"
-say "installing the chart, KServe serving, the CUDA image on a GPU."
+say "Not checked here: building and running the images and compose (docker/test.sh does, the"
+say "next CI step); installing the chart, KServe serving, the CUDA image on a GPU (no cluster, no GPU)."
 say "deploy-checks: $passed passed, $failed failed, $skipped skipped"
 if [ "$failed" -gt 0 ]; then exit 1; fi
 if [ "$STRICT" = 1 ] && [ "$skipped" -gt 0 ]; then exit 1; fi
