@@ -192,132 +192,149 @@ impl Pipeline {
     ) -> Result<Pipeline, String> {
         Pipeline::validate(c)?;
         match c.pre.as_str() {
-            "tabular" => {
-                let params = c.tabular.clone().expect("validated");
-                if inputs.len() != 1
-                    || inputs[0].datatype != DataType::F32
-                    || inputs[0].dims != [params.features.len() as i64]
-                {
-                    return Err(format!(
-                        "field `pipeline.tabular.features`: {} features, but the model takes {:?}",
-                        params.features.len(),
-                        inputs
-                            .iter()
-                            .map(|i| (&i.name, &i.dims))
-                            .collect::<Vec<_>>()
-                    ));
-                }
-                let output =
-                    position(outputs, &params.output, "pipeline.tabular.output", "output")?;
-                if outputs[output].datatype != DataType::F32 || outputs[output].dims != [1] {
-                    return Err(format!(
-                        "field `pipeline.tabular.output`: output {:?} must be FP32 [batch, 1]",
-                        params.output
-                    ));
-                }
-                Ok(Pipeline::Tabular { params, output })
-            }
-            "text" => {
-                let t = c.text.as_ref().expect("validated");
-                let text = TextStage::load(&dir.join(&t.tokenizer), t.max_tokens)
-                    .map_err(|e| format!("field `pipeline.text.tokenizer`: {e}"))?
-                    .with_max_text_bytes(t.max_text_bytes);
-                let ids = position(inputs, &t.input_ids, "pipeline.text.input_ids", "input")?;
-                let mask = position(
-                    inputs,
-                    &t.attention_mask,
-                    "pipeline.text.attention_mask",
-                    "input",
-                )?;
-                let type_ids = match &t.token_type_ids {
-                    Some(n) => Some(position(
-                        inputs,
-                        n,
-                        "pipeline.text.token_type_ids",
-                        "input",
-                    )?),
-                    None => None,
-                };
-                let expected = 2 + type_ids.is_some() as usize;
-                if inputs.len() != expected {
-                    return Err(format!(
-                        "field `pipeline.text`: the model has {} inputs, the text stage feeds {expected}",
-                        inputs.len()
-                    ));
-                }
-                for &k in [ids, mask].iter().chain(type_ids.iter()) {
-                    if inputs[k].datatype != DataType::I64 || inputs[k].dims.len() != 1 {
-                        return Err(format!(
-                            "field `pipeline.text`: input {:?} must be INT64 [batch, tokens]",
-                            inputs[k].name
-                        ));
-                    }
-                }
-                let output = position(outputs, &t.output, "pipeline.text.output", "output")?;
-                let o = &outputs[output];
-                let dim = match o.dims.as_slice() {
-                    [_, d] if *d > 0 && o.datatype == DataType::F32 => *d as usize,
-                    _ => {
-                        return Err(format!(
-                            "field `pipeline.text.output`: output {:?} must be FP32 [batch, tokens, dim] with a fixed dim, got {} {:?}",
-                            o.name, o.datatype, o.dims
-                        ))
-                    }
-                };
-                Ok(Pipeline::Embed {
-                    text: Box::new(text),
-                    ids,
-                    mask,
-                    type_ids,
-                    output,
-                    dim,
-                    truncate_default: t.truncate,
-                    bucketing: t.bucketing,
-                })
-            }
-            _ => {
-                let image = c.image.clone().expect("validated");
-                let k = c.classify.as_ref().expect("validated");
-                let path = dir.join(&k.labels);
-                let labels: Vec<String> = std::fs::read_to_string(&path)
-                    .map_err(|e| {
-                        format!("field `pipeline.classify.labels`: {}: {e}", path.display())
-                    })?
-                    .lines()
-                    .map(|l| l.trim().to_string())
-                    .filter(|l| !l.is_empty())
-                    .collect();
-                if inputs.len() != 1 || inputs[0].datatype != DataType::F32 {
-                    return Err(
-                        "field `pipeline.image`: the model must have exactly one FP32 input".into(),
-                    );
-                }
-                let want = image.output_len() as i64;
-                let have: i64 = inputs[0].dims.iter().product();
-                if want == 0 || have != want {
-                    return Err(format!(
-                        "field `pipeline.image`: the stage yields {want} values per image, input {:?} takes {:?}",
-                        inputs[0].name, inputs[0].dims
-                    ));
-                }
-                let output = position(outputs, &k.output, "pipeline.classify.output", "output")?;
-                let classes = outputs[output].dims.iter().product::<i64>();
-                if classes != labels.len() as i64 {
-                    return Err(format!(
-                        "field `pipeline.classify.labels`: {} labels for {classes} classes of output {:?}",
-                        labels.len(),
-                        k.output
-                    ));
-                }
-                Ok(Pipeline::Classify {
-                    image,
-                    output,
-                    labels,
-                    softmax: k.softmax,
-                    top_k: k.top_k,
-                })
+            "tabular" => Pipeline::load_tabular(c, inputs, outputs),
+            "text" => Pipeline::load_text(c, dir, inputs, outputs),
+            _ => Pipeline::load_image(c, dir, inputs, outputs),
+        }
+    }
+
+    fn load_tabular(
+        c: &PipelineConfig,
+        inputs: &[TensorSpec],
+        outputs: &[TensorSpec],
+    ) -> Result<Pipeline, String> {
+        let params = c.tabular.clone().expect("validated");
+        if inputs.len() != 1
+            || inputs[0].datatype != DataType::F32
+            || inputs[0].dims != [params.features.len() as i64]
+        {
+            return Err(format!(
+                "field `pipeline.tabular.features`: {} features, but the model takes {:?}",
+                params.features.len(),
+                inputs
+                    .iter()
+                    .map(|i| (&i.name, &i.dims))
+                    .collect::<Vec<_>>()
+            ));
+        }
+        let output = position(outputs, &params.output, "pipeline.tabular.output", "output")?;
+        if outputs[output].datatype != DataType::F32 || outputs[output].dims != [1] {
+            return Err(format!(
+                "field `pipeline.tabular.output`: output {:?} must be FP32 [batch, 1]",
+                params.output
+            ));
+        }
+        Ok(Pipeline::Tabular { params, output })
+    }
+
+    fn load_text(
+        c: &PipelineConfig,
+        dir: &Path,
+        inputs: &[TensorSpec],
+        outputs: &[TensorSpec],
+    ) -> Result<Pipeline, String> {
+        let t = c.text.as_ref().expect("validated");
+        let text = TextStage::load(&dir.join(&t.tokenizer), t.max_tokens)
+            .map_err(|e| format!("field `pipeline.text.tokenizer`: {e}"))?
+            .with_max_text_bytes(t.max_text_bytes);
+        let ids = position(inputs, &t.input_ids, "pipeline.text.input_ids", "input")?;
+        let mask = position(
+            inputs,
+            &t.attention_mask,
+            "pipeline.text.attention_mask",
+            "input",
+        )?;
+        let type_ids = match &t.token_type_ids {
+            Some(n) => Some(position(
+                inputs,
+                n,
+                "pipeline.text.token_type_ids",
+                "input",
+            )?),
+            None => None,
+        };
+        let expected = 2 + type_ids.is_some() as usize;
+        if inputs.len() != expected {
+            return Err(format!(
+                "field `pipeline.text`: the model has {} inputs, the text stage feeds {expected}",
+                inputs.len()
+            ));
+        }
+        for &k in [ids, mask].iter().chain(type_ids.iter()) {
+            if inputs[k].datatype != DataType::I64 || inputs[k].dims.len() != 1 {
+                return Err(format!(
+                    "field `pipeline.text`: input {:?} must be INT64 [batch, tokens]",
+                    inputs[k].name
+                ));
             }
         }
+        let output = position(outputs, &t.output, "pipeline.text.output", "output")?;
+        let o = &outputs[output];
+        let dim = match o.dims.as_slice() {
+            [_, d] if *d > 0 && o.datatype == DataType::F32 => *d as usize,
+            _ => {
+                return Err(format!(
+                    "field `pipeline.text.output`: output {:?} must be FP32 [batch, tokens, dim] with a fixed dim, got {} {:?}",
+                    o.name, o.datatype, o.dims
+                ))
+            }
+        };
+        Ok(Pipeline::Embed {
+            text: Box::new(text),
+            ids,
+            mask,
+            type_ids,
+            output,
+            dim,
+            truncate_default: t.truncate,
+            bucketing: t.bucketing,
+        })
+    }
+
+    fn load_image(
+        c: &PipelineConfig,
+        dir: &Path,
+        inputs: &[TensorSpec],
+        outputs: &[TensorSpec],
+    ) -> Result<Pipeline, String> {
+        let image = c.image.clone().expect("validated");
+        let k = c.classify.as_ref().expect("validated");
+        let path = dir.join(&k.labels);
+        let labels: Vec<String> = std::fs::read_to_string(&path)
+            .map_err(|e| format!("field `pipeline.classify.labels`: {}: {e}", path.display()))?
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect();
+        if inputs.len() != 1 || inputs[0].datatype != DataType::F32 {
+            return Err(
+                "field `pipeline.image`: the model must have exactly one FP32 input".into(),
+            );
+        }
+        let want = image.output_len() as i64;
+        let have: i64 = inputs[0].dims.iter().product();
+        if want == 0 || have != want {
+            return Err(format!(
+                "field `pipeline.image`: the stage yields {want} values per image, input {:?} takes {:?}",
+                inputs[0].name, inputs[0].dims
+            ));
+        }
+        let output = position(outputs, &k.output, "pipeline.classify.output", "output")?;
+        let classes = outputs[output].dims.iter().product::<i64>();
+        if classes != labels.len() as i64 {
+            return Err(format!(
+                "field `pipeline.classify.labels`: {} labels for {classes} classes of output {:?}",
+                labels.len(),
+                k.output
+            ));
+        }
+        Ok(Pipeline::Classify {
+            image,
+            output,
+            labels,
+            softmax: k.softmax,
+            top_k: k.top_k,
+        })
     }
 
     /// Whether requests of different non-batch shapes share batches, padded with zeros

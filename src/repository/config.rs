@@ -246,80 +246,7 @@ impl ModelConfig {
                 max_batch_size: raw.max_batch_size,
                 ..BatchingConfig::default()
             },
-            Some(b) => {
-                let mut preferred = b.preferred_batch_sizes;
-                preferred.sort_unstable();
-                preferred.dedup();
-                if let Some(bad) = preferred
-                    .iter()
-                    .find(|&&p| p == 0 || p > raw.max_batch_size)
-                {
-                    return Err(invalid(format!(
-                        "field `dynamic_batching.preferred_batch_sizes`: expected sizes in 1..={}, got {bad}",
-                        raw.max_batch_size
-                    )));
-                }
-                if b.max_queue_size < raw.max_batch_size {
-                    return Err(invalid(format!(
-                        "field `dynamic_batching.max_queue_size`: expected at least max_batch_size ({}), got {}",
-                        raw.max_batch_size, b.max_queue_size
-                    )));
-                }
-                if b.max_queue_delay_us > 10_000_000 {
-                    return Err(invalid(format!(
-                        "field `dynamic_batching.max_queue_delay_us`: expected at most 10000000 (10 s), got {}",
-                        b.max_queue_delay_us
-                    )));
-                }
-                let latency_target = match b.latency_target_ms {
-                    None => None,
-                    Some(ms) if ms.is_finite() && ms > 0.0 && ms <= 600_000.0 => {
-                        Some(Duration::from_secs_f64(ms / 1000.0))
-                    }
-                    Some(ms) => {
-                        return Err(invalid(format!(
-                            "field `dynamic_batching.latency_target_ms`: expected a number in (0, 600000], got {ms}"
-                        )))
-                    }
-                };
-                if b.shed_beyond_target && latency_target.is_none() {
-                    return Err(invalid(
-                        "field `dynamic_batching.shed_beyond_target`: expected `latency_target_ms` to be set as well (the prediction is checked against it), got no target".into(),
-                    ));
-                }
-                if b.priority_levels == 0 || b.priority_levels > 16 {
-                    return Err(invalid(format!(
-                        "field `dynamic_batching.priority_levels`: expected 1..=16, got {}",
-                        b.priority_levels
-                    )));
-                }
-                if b.default_priority_level == 0 || b.default_priority_level > b.priority_levels {
-                    return Err(invalid(format!(
-                        "field `dynamic_batching.default_priority_level`: expected 1..={} (priority_levels), got {}",
-                        b.priority_levels, b.default_priority_level
-                    )));
-                }
-                if b.default_timeout_us == Some(0) {
-                    return Err(invalid(
-                        "field `dynamic_batching.default_timeout_us`: expected a positive number of microseconds, got 0".into(),
-                    ));
-                }
-                BatchingConfig {
-                    max_batch_size: raw.max_batch_size,
-                    dynamic: raw.max_batch_size > 1,
-                    max_queue_delay: Duration::from_micros(b.max_queue_delay_us),
-                    preferred_batch_sizes: preferred,
-                    max_queue_rows: b.max_queue_size,
-                    max_queue_tokens: b.max_queue_tokens,
-                    latency_target,
-                    shed_beyond_target: b.shed_beyond_target,
-                    default_timeout: b.default_timeout_us.map(Duration::from_micros),
-                    priority_levels: b.priority_levels,
-                    default_priority: b.default_priority_level,
-                    priority_aging: Duration::from_micros(b.priority_aging_us),
-                    ragged: false,
-                }
-            }
+            Some(b) => batching_config(b, raw.max_batch_size).map_err(invalid)?,
         };
 
         let inputs = tensor_specs(&raw.inputs, "input", &invalid)?;
@@ -354,6 +281,80 @@ impl ModelConfig {
             cuda,
         })
     }
+}
+
+/// `[dynamic_batching]`, checked: errors name the field, the bound and the given value.
+fn batching_config(b: RawBatching, max_batch_size: usize) -> Result<BatchingConfig, String> {
+    let invalid = |message: String| message;
+    let mut preferred = b.preferred_batch_sizes;
+    preferred.sort_unstable();
+    preferred.dedup();
+    if let Some(bad) = preferred.iter().find(|&&p| p == 0 || p > max_batch_size) {
+        return Err(invalid(format!(
+            "field `dynamic_batching.preferred_batch_sizes`: expected sizes in 1..={}, got {bad}",
+            max_batch_size
+        )));
+    }
+    if b.max_queue_size < max_batch_size {
+        return Err(invalid(format!(
+                "field `dynamic_batching.max_queue_size`: expected at least max_batch_size ({}), got {}",
+                max_batch_size, b.max_queue_size
+            )));
+    }
+    if b.max_queue_delay_us > 10_000_000 {
+        return Err(invalid(format!(
+            "field `dynamic_batching.max_queue_delay_us`: expected at most 10000000 (10 s), got {}",
+            b.max_queue_delay_us
+        )));
+    }
+    let latency_target = match b.latency_target_ms {
+            None => None,
+            Some(ms) if ms.is_finite() && ms > 0.0 && ms <= 600_000.0 => {
+                Some(Duration::from_secs_f64(ms / 1000.0))
+            }
+            Some(ms) => {
+                return Err(invalid(format!(
+                    "field `dynamic_batching.latency_target_ms`: expected a number in (0, 600000], got {ms}"
+                )))
+            }
+        };
+    if b.shed_beyond_target && latency_target.is_none() {
+        return Err(invalid(
+                "field `dynamic_batching.shed_beyond_target`: expected `latency_target_ms` to be set as well (the prediction is checked against it), got no target".into(),
+            ));
+    }
+    if b.priority_levels == 0 || b.priority_levels > 16 {
+        return Err(invalid(format!(
+            "field `dynamic_batching.priority_levels`: expected 1..=16, got {}",
+            b.priority_levels
+        )));
+    }
+    if b.default_priority_level == 0 || b.default_priority_level > b.priority_levels {
+        return Err(invalid(format!(
+                "field `dynamic_batching.default_priority_level`: expected 1..={} (priority_levels), got {}",
+                b.priority_levels, b.default_priority_level
+            )));
+    }
+    if b.default_timeout_us == Some(0) {
+        return Err(invalid(
+                "field `dynamic_batching.default_timeout_us`: expected a positive number of microseconds, got 0".into(),
+            ));
+    }
+    Ok(BatchingConfig {
+        max_batch_size,
+        dynamic: max_batch_size > 1,
+        max_queue_delay: Duration::from_micros(b.max_queue_delay_us),
+        preferred_batch_sizes: preferred,
+        max_queue_rows: b.max_queue_size,
+        max_queue_tokens: b.max_queue_tokens,
+        latency_target,
+        shed_beyond_target: b.shed_beyond_target,
+        default_timeout: b.default_timeout_us.map(Duration::from_micros),
+        priority_levels: b.priority_levels,
+        default_priority: b.default_priority_level,
+        priority_aging: Duration::from_micros(b.priority_aging_us),
+        ragged: false,
+    })
 }
 
 fn tensor_specs(
