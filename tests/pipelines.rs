@@ -558,17 +558,26 @@ async fn a_truncated_jpeg_is_refused_not_classified() {
     s.stop().await;
 }
 
-/// `convoy_requests_in_flight{model="minilm"}` from the exposition text.
+/// `convoy_requests_in_flight{model="inflight"}` from the exposition text.
 fn minilm_in_flight(text: &str) -> f64 {
     text.lines()
-        .find_map(|l| l.strip_prefix("convoy_requests_in_flight{model=\"minilm\"} "))
+        .find_map(|l| l.strip_prefix("convoy_requests_in_flight{model=\"inflight\"} "))
         .map_or(0.0, |v| v.trim().parse().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embeddings_move_the_in_flight_gauge_under_load() {
+    // MiniLM under a name of its own: metrics are process-wide, and the other tests here
+    // embed with "minilm" at the same time.
     model_file("minilm/model.onnx");
-    let s = TestServer::start(&shipped_models()).await;
+    let root = std::env::temp_dir().join(format!("convoy-test-{}-inflight", std::process::id()));
+    let dir = root.join("inflight");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["model.onnx", "model.toml", "tokenizer.json"] {
+        std::fs::copy(shipped_models().join("minilm").join(f), dir.join(f)).unwrap();
+    }
+    let s = TestServer::start(&root).await;
     let texts: Vec<String> = (0..64)
         .map(|i| format!("sentence number {i} about dynamic batching on a busy server"))
         .collect();
@@ -576,7 +585,7 @@ async fn embeddings_move_the_in_flight_gauge_under_load() {
     let load: Vec<_> = (0..8)
         .map(|_| {
             let (client, url, stop) = (s.client.clone(), s.url("/v1/embeddings"), stop.clone());
-            let body = json!({"model": "minilm", "input": texts});
+            let body = json!({"model": "inflight", "input": texts});
             tokio::spawn(async move {
                 let mut ok = 0;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
