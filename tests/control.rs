@@ -86,15 +86,6 @@ async fn index_unload_and_load() {
     s.stop().await;
 }
 
-/// Waits until `done` holds (bounded by [`wait_for`]'s deadline).
-async fn wait_for_owned(done: impl Fn() -> bool) {
-    wait_for(
-        "more requests to be answered",
-        || std::future::ready(done()),
-    )
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_under_load_loses_nothing() {
     // A window long enough that requests are always queued when a swap happens.
@@ -133,7 +124,9 @@ async fn reload_under_load_loses_nothing() {
     let more_answered = |n: usize| {
         let answered = answered.clone();
         let from = answered.load(Ordering::Relaxed);
-        wait_for_owned(move || answered.load(Ordering::Relaxed) >= from + n)
+        wait_for("more requests to be answered", move || {
+            std::future::ready(answered.load(Ordering::Relaxed) >= from + n)
+        })
     };
     for _ in 0..6 {
         more_answered(20).await;

@@ -61,13 +61,13 @@ pub struct LoadOptions {
 }
 
 /// One line of the repository index (Triton's repository extension).
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct IndexEntry {
     pub name: String,
     pub version: String,
     /// READY, or UNAVAILABLE (failed to load, or not loaded).
     pub state: &'static str,
-    #[serde(skip_serializing_if = "String::is_empty")]
+    /// Why it is unavailable; empty when ready.
     pub reason: String,
 }
 

@@ -102,9 +102,15 @@ impl Core {
     where
         F: FnOnce(&Model) -> Result<(Request, Schedule)>,
     {
-        let known = self.repo.ready(model);
+        let found = self.model(model, version);
+        // Counted under the model's own label whenever it serves, also when the version
+        // asked for is not its own.
+        let known = match &found {
+            Ok(m) => Some(m.clone()),
+            Err(_) => self.repo.ready(model),
+        };
         let _in_flight = InFlight::enter(metrics_of(known.as_deref()));
-        let result = self.infer_uncounted(model, version, build).await;
+        let result = self.infer_uncounted(found, build).await;
         record(known.as_deref(), arrived, result.as_ref().err());
         result
     }
@@ -112,24 +118,19 @@ impl Core {
     /// Counts a request refused before it could name its model (a body that does not
     /// parse), as [`Core::infer`] counts the others.
     pub fn refused(&self, arrived: Instant, error: Error) -> Error {
-        let _in_flight = InFlight::enter(metrics::unknown_model());
         record(None, arrived, Some(&error));
         error
     }
 
-    async fn infer_uncounted<F>(
-        &self,
-        model: &str,
-        version: Option<&str>,
-        build: F,
-    ) -> Result<Response>
+    async fn infer_uncounted<F>(&self, found: Result<Arc<Model>>, build: F) -> Result<Response>
     where
         F: FnOnce(&Model) -> Result<(Request, Schedule)>,
     {
         if self.is_draining() {
             return Err(Error::unavailable("server is shutting down"));
         }
-        let m = self.model(model, version)?;
+        let m = found?;
+        let model = m.config.name.as_str();
         let (request, schedule) = build(&m)?;
         let served = &m.served;
         // Outputs first, for every kind of model: a bad name costs no device time.

@@ -21,7 +21,6 @@ pub async fn infer(
     wanted: &[(usize, bool)],
     s: &Schedule,
 ) -> Result<Response> {
-    let started = Instant::now();
     let name = &m.config.name;
     let max = m.config.batching.max_batch_size;
     let (inputs, rows) = validate::inputs(name, request.inputs, &served.inputs, Some(max))?;
@@ -41,12 +40,15 @@ pub async fn infer(
         .flat_map(|t| t.shape[1..].iter().copied())
         .collect();
     let (deadline, priority) = schedule::resolve(s, &m.config.batching)?;
+    // Pre-processing of a plain model is the door's decoding and this validation: from
+    // the request's arrival until it is queued.
+    let pre = s.arrived.elapsed();
     let mut timing = Timing {
-        pre_us: started.elapsed().as_micros() as u64,
+        pre_us: pre.as_micros() as u64,
         ..Timing::default()
     };
     let metrics = m.batcher.metrics();
-    metrics.preprocess.record(started.elapsed().as_secs_f64());
+    metrics.preprocess.record(pre.as_secs_f64());
     let piece = Piece { tensors, rows, key };
     let mut replies = run_all(
         m,
